@@ -1,0 +1,124 @@
+//! Hostile input: errors, never panics, bounded work.
+
+use b24_events::{decode, decode_with, DecodeError, Limits};
+use std::time::{Duration, Instant};
+
+const CTS: [Option<&str>; 2] = [None, Some("application/json")];
+
+#[test]
+fn garbage_gives_errors_not_panics() {
+    let bodies: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"&&&===&".to_vec(),
+        b"[[[[]]]]".to_vec(),
+        b"{".to_vec(),
+        b"null".to_vec(),
+        b"[1,2]".to_vec(),
+        b"\"event\"".to_vec(),
+        b"%".to_vec(),
+        b"%zz=%%&a[=b&]=c&[x]=y&a]]]=1".to_vec(),
+        b"event[]=ONAPPINSTALL&auth[member_id]=m".to_vec(),
+        b"{\"event\":{\"a\":1},\"auth\":{\"member_id\":\"m\"}}".to_vec(),
+        b"{\"event\":\"ONAPPINSTALL\",\"auth\":[\"m\"]}".to_vec(),
+        b"{\"event\":\"ONAPPINSTALL\",\"auth\":{\"member_id\":\"m\"}} trailing".to_vec(),
+        (0u8..=255).collect(),
+    ];
+    for body in &bodies {
+        for ct in CTS {
+            let err = decode(body, ct).unwrap_err();
+            assert_eq!(err.status(), 400, "{:?} {ct:?}: {err}", String::from_utf8_lossy(body));
+        }
+    }
+}
+
+#[test]
+fn invalid_utf8_is_decoded_lossily_or_refused() {
+    // Form: bytes are percent-decoded then read as lossy UTF-8.
+    let e = decode(b"event=ONAPPINSTALL&auth[member_id]=m%FF%FE&data[VERSION]=\xff1", None).unwrap();
+    assert_eq!(e.auth.member_id, "m\u{fffd}\u{fffd}");
+    // JSON: invalid UTF-8 is a syntax error.
+    let err = decode(b"{\"event\":\"\xff\"}", Some("application/json")).unwrap_err();
+    assert!(err.to_string().starts_with("invalid JSON body at line 1"), "{err}");
+}
+
+#[test]
+fn deep_nesting_is_refused() {
+    let key = "a".to_string() + &"[x]".repeat(100_000);
+    let err = decode(format!("{key}=1").as_bytes(), None).unwrap_err();
+    assert_eq!(err, DecodeError::TooDeep { limit: 32 });
+    assert_eq!(err.to_string(), "body nested too deep (limit 32)");
+
+    let json = "[".repeat(100_000) + &"]".repeat(100_000);
+    let err = decode(json.as_bytes(), Some("application/json")).unwrap_err();
+    assert_eq!(err, DecodeError::TooDeep { limit: 32 });
+    let json = "{\"a\":".repeat(50_000) + "1" + &"}".repeat(50_000);
+    let err = decode(json.as_bytes(), Some("application/json")).unwrap_err();
+    assert_eq!(err, DecodeError::TooDeep { limit: 32 });
+
+    // A caller asking for more still gets at most 100 (stack safety).
+    let limits = Limits { max_depth: usize::MAX, max_body_bytes: usize::MAX, ..Limits::default() };
+    let err = decode_with(format!("{key}=1").as_bytes(), None, &limits).unwrap_err();
+    assert_eq!(err, DecodeError::TooDeep { limit: 100 });
+    let json = "[".repeat(100_000) + &"]".repeat(100_000);
+    let err = decode_with(json.as_bytes(), Some("application/json"), &limits).unwrap_err();
+    assert!(matches!(err, DecodeError::TooDeep { .. }), "{err}");
+}
+
+#[test]
+fn hundred_thousand_keys_is_refused_quickly() {
+    let mut body = String::from("event=ONAPPINSTALL&auth[member_id]=m");
+    for i in 0..100_000 {
+        body.push_str(&format!("&data[x][{i}]=1"));
+    }
+    let limits = Limits { max_body_bytes: usize::MAX, ..Limits::default() };
+    let t = Instant::now();
+    let err = decode_with(body.as_bytes(), None, &limits).unwrap_err();
+    assert_eq!(err, DecodeError::TooManyKeys { limit: 10_000 });
+    assert_eq!(err.to_string(), "too many keys (limit 10000)");
+
+    let json = format!("{{\"a\":[{}]}}", vec!["1"; 100_000].join(","));
+    let err = decode_with(json.as_bytes(), Some("application/json"), &limits).unwrap_err();
+    assert_eq!(err, DecodeError::TooManyKeys { limit: 10_000 });
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
+    // Just under the limit is fine and still fast.
+    let mut body = String::from("event=ONAPPINSTALL&auth[member_id]=m");
+    for i in 0..9_990 {
+        body.push_str(&format!("&k{i}[{i}][a]=1"));
+    }
+    let t = Instant::now();
+    decode(body.as_bytes(), None).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+#[test]
+fn huge_index_allocates_nothing() {
+    let body = "event=ONIMCONNECTORMESSAGEUPDATE&auth[member_id]=m&data[MESSAGES][99999999999][im][chat_id]=1&data[MESSAGES][99999999999][im][message_id]=2&data[MESSAGES][99999999999][message][id][9223372036854775807]=x&data[MESSAGES][99999999999][message][id][]=y&data[MESSAGES][-5][im][chat_id]=3&data[MESSAGES][-5][im][message_id]=4";
+    let e = decode(body.as_bytes(), None).unwrap();
+    let b24_events::EventData::Messages(m) = &e.data else { panic!() };
+    assert_eq!(m.messages.len(), 2);
+    assert_eq!(m.messages[0].im.message_id, 4);
+    assert_eq!(m.messages[1].message.ids, ["x"]);
+}
+
+#[test]
+fn body_size_limit_is_413() {
+    let body = vec![b'a'; 1024 * 1024 + 1];
+    let err = decode(&body, None).unwrap_err();
+    assert_eq!(err.status(), 413);
+    assert_eq!(err.to_string(), "body too large: 1048577 bytes (limit 1048576)");
+    let limits = Limits { max_body_bytes: 10, ..Limits::default() };
+    assert_eq!(decode_with(b"event=ONAPPINSTALL", None, &limits).unwrap_err().status(), 413);
+}
+
+#[test]
+fn long_repeated_keys_stay_linear() {
+    // One map with 10k distinct keys and a lookup miss per optional field.
+    let mut body = String::from("event=ONAPPINSTALL&auth[member_id]=m");
+    for i in 0..9_990 {
+        body.push_str(&format!("&data[K{i}]=1"));
+    }
+    let t = Instant::now();
+    decode(body.as_bytes(), None).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
