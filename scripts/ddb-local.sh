@@ -14,7 +14,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools/ddb"
-RUN="$TOOLS/run"
+RUN="${DDB_RUN_DIR:-$TOOLS/run}"   # DDB_RUN_DIR: a separate instance (make dev and the e2e test use their own)
 PKG_VERSION="11.1.0"
 LAUNCHER_SRC="$ROOT/tools/ddb-local/LoopbackDynamoDBLocal.java"
 LAUNCHER_DIR="$TOOLS/launcher"

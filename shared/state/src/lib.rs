@@ -1,1 +1,70 @@
-//! State crate.
+//! # b24-state
+//!
+//! (The full crate documentation — key design, records, transition rules, outcomes,
+//! idempotency keys and limits — is in `docs.md`.)
+#![doc = include_str!("../docs.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod dynamo;
+mod error;
+pub mod item;
+mod memory;
+mod portal;
+mod registry;
+pub mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod transition;
+
+pub use dynamo::{from_av, item_from_av, to_av, DynamoStore};
+pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use portal::{hash_token, Portal};
+pub use registry::{AuthCheck, PortalRegistry};
+pub use schema::create_table;
+
+/// What applying an event did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The event changed state.
+    Applied,
+    /// This very event was applied before; nothing changed.
+    Duplicate,
+    /// Accepted and recorded, but newer or terminal facts had already won; state unchanged.
+    Stale,
+}
+
+impl Outcome {
+    /// `applied`, `duplicate` or `stale`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state store the pipeline uses.
+pub trait Store: Send + Sync + 'static {
+    /// The portal record, if any.
+    fn get_portal(
+        &self,
+        member_id: &str,
+    ) -> impl std::future::Future<Output = Result<Option<Portal>, StoreError>> + Send;
+
+    /// Applies one authenticated event exactly once. `now` = Unix seconds received.
+    fn apply(
+        &self,
+        event: &b24_events::Event,
+        now: i64,
+    ) -> impl std::future::Future<Output = Result<Outcome, StoreError>> + Send;
+}

@@ -1,0 +1,454 @@
+//! [`DynamoStore`]: the DynamoDB adapter.
+
+use crate::error::StoreError;
+use crate::item::{Cond, Item, Key, Update, Write};
+use crate::portal::Portal;
+use crate::schema;
+use crate::transition::{self, Backend, Reason, TxResult};
+use crate::{Outcome, Store};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+use b24_events::Event;
+use serde_json::{Number, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The DynamoDB-backed [`Store`] (one table, see [`crate::schema`]).
+#[derive(Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    ttl_days: i64,
+    requests: AtomicU64,
+    write_milli_units: AtomicU64,
+}
+
+impl DynamoStore {
+    /// A store on `table` using `client`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+            ttl_days: transition::DEFAULT_EVENT_TTL_DAYS,
+            requests: AtomicU64::new(0),
+            write_milli_units: AtomicU64::new(0),
+        }
+    }
+
+    /// A store on the table named by `TABLE_NAME`, with the standard AWS configuration from the
+    /// environment (credentials, region, `AWS_ENDPOINT_URL`).
+    pub async fn from_env() -> Result<Self, StoreError> {
+        let table = std::env::var(schema::TABLE_NAME_ENV)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| StoreError::Config(format!("{} is not set", schema::TABLE_NAME_ENV)))?;
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Ok(DynamoStore::new(Client::new(&config), table))
+    }
+
+    /// Event records expire after `days` days (default 30).
+    pub fn with_event_ttl_days(mut self, days: i64) -> Self {
+        self.ttl_days = days;
+        self
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The SDK client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// DynamoDB requests sent so far (every attempt, including retries).
+    pub fn request_count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Write capacity units consumed by transactions so far (`ReturnConsumedCapacity=TOTAL`).
+    pub fn write_units(&self) -> f64 {
+        self.write_milli_units.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    fn count(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every record of the portal as plain JSON, by Query on each of its partitions.
+    pub async fn portal_records(&self, member_id: &str) -> Result<Vec<Value>, StoreError> {
+        let mut out = Vec::new();
+        for pk in schema::portal_partitions(member_id) {
+            for item in self.query_partition(&pk, false).await? {
+                out.push(Value::Object(item_from_av(&item)));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn query_partition(
+        &self,
+        pk: &str,
+        keys_only: bool,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", schema::PARTITION_KEY)
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            if keys_only {
+                q = q
+                    .projection_expression("#pk, #sk")
+                    .expression_attribute_names("#sk", schema::SORT_KEY);
+            }
+            self.count();
+            let page = q
+                .send()
+                .await
+                .map_err(|e| StoreError::from_sdk("Query", e))?;
+            items.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+impl Store for DynamoStore {
+    async fn get_portal(&self, member_id: &str) -> Result<Option<Portal>, StoreError> {
+        self.count();
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(
+                schema::PARTITION_KEY,
+                AttributeValue::S(schema::portal_pk(member_id)),
+            )
+            .key(
+                schema::SORT_KEY,
+                AttributeValue::S(schema::PORTAL_SK.into()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("GetItem", e))?;
+        match out.item() {
+            None => Ok(None),
+            Some(item) => Portal::from_item(&item_from_av(item))
+                .map(Some)
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: format!("portal record of {member_id} has no member_id"),
+                }),
+        }
+    }
+
+    async fn apply(&self, event: &Event, now: i64) -> Result<Outcome, StoreError> {
+        let plan = transition::plan(event, now, self.ttl_days);
+        transition::run(self, &plan).await
+    }
+}
+
+impl Backend for DynamoStore {
+    async fn transact(&self, writes: Vec<Write>) -> Result<TxResult, StoreError> {
+        let items: Vec<TransactWriteItem> = writes
+            .iter()
+            .map(|w| transact_item(&self.table, w))
+            .collect();
+        self.count();
+        let res = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                let units: f64 = out
+                    .consumed_capacity()
+                    .iter()
+                    .map(|c| {
+                        c.write_capacity_units()
+                            .or(c.capacity_units())
+                            .unwrap_or(0.0)
+                    })
+                    .sum();
+                self.write_milli_units
+                    .fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
+                Ok(TxResult::Committed)
+            }
+            Err(e) => {
+                let cancelled = e.as_service_error().and_then(|s| match s {
+                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => Some(c.cancellation_reasons().to_vec()),
+                    _ => None,
+                });
+                let Some(reasons) = cancelled else {
+                    return Err(StoreError::from_sdk("TransactWriteItems", e));
+                };
+                let mut out = Vec::with_capacity(reasons.len());
+                for r in reasons {
+                    let code = r.code().unwrap_or("None");
+                    out.push(match code {
+                        "None" => Reason::None,
+                        "ConditionalCheckFailed" => {
+                            Reason::ConditionFailed(r.item().map(item_from_av))
+                        }
+                        "TransactionConflict" => Reason::Conflict,
+                        "ThrottlingError" | "ProvisionedThroughputExceeded" => {
+                            return Err(StoreError::Unavailable {
+                                operation: "TransactWriteItems",
+                                cause: format!("{code}: {}", r.message().unwrap_or("")),
+                            })
+                        }
+                        other => Reason::Other(format!("{other}: {}", r.message().unwrap_or(""))),
+                    });
+                }
+                Ok(TxResult::Cancelled(out))
+            }
+        }
+    }
+
+    async fn purge_portal(&self, member_id: &str) -> Result<(), StoreError> {
+        let mut keys = Vec::new();
+        for pk in schema::portal_partitions(member_id) {
+            keys.extend(self.query_partition(&pk, true).await?);
+        }
+        for batch in keys.chunks(25) {
+            let mut requests: Vec<WriteRequest> = batch
+                .iter()
+                .map(|k| {
+                    WriteRequest::builder()
+                        .delete_request(
+                            aws_sdk_dynamodb::types::DeleteRequest::builder()
+                                .set_key(Some(k.clone()))
+                                .build()
+                                .expect("delete request has a key"),
+                        )
+                        .build()
+                })
+                .collect();
+            let mut attempt = 0u32;
+            while !requests.is_empty() {
+                attempt += 1;
+                if attempt > 8 {
+                    return Err(StoreError::Unavailable {
+                        operation: "BatchWriteItem",
+                        cause: "unprocessed items after 8 attempts".into(),
+                    });
+                }
+                self.count();
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::from_sdk("BatchWriteItem", e))?;
+                requests = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if !requests.is_empty() {
+                    let ms = 20u64 << attempt.min(6);
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(ms / 2..=ms))).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn key_av(key: &Key) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (
+            schema::PARTITION_KEY.to_string(),
+            AttributeValue::S(key.pk.clone()),
+        ),
+        (
+            schema::SORT_KEY.to_string(),
+            AttributeValue::S(key.sk.clone()),
+        ),
+    ])
+}
+
+#[derive(Default)]
+struct Expr {
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Expr {
+    fn name(&mut self, attr: &str) -> String {
+        if let Some((p, _)) = self.names.iter().find(|(_, a)| a.as_str() == attr) {
+            return p.clone();
+        }
+        let p = format!("#a{}", self.names.len());
+        self.names.insert(p.clone(), attr.to_string());
+        p
+    }
+    fn value(&mut self, v: AttributeValue) -> String {
+        let p = format!(":v{}", self.values.len());
+        self.values.insert(p.clone(), v);
+        p
+    }
+    fn condition(&mut self, conds: &[Cond]) -> Option<String> {
+        let parts: Vec<String> = conds
+            .iter()
+            .map(|c| match c {
+                Cond::ItemAbsent => {
+                    format!("attribute_not_exists({})", self.name(schema::PARTITION_KEY))
+                }
+                Cond::Absent(a) => format!("attribute_not_exists({})", self.name(a)),
+                Cond::AbsentOrBelow(a, r) => {
+                    let n = self.name(a);
+                    let v = self.value(AttributeValue::S(r.clone()));
+                    format!("(attribute_not_exists({n}) OR {n} < {v})")
+                }
+            })
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" AND "))
+    }
+}
+
+fn update_expression(u: &Update, e: &mut Expr) -> String {
+    let mut set = Vec::new();
+    for (a, v) in &u.set {
+        let (n, v) = (e.name(a), e.value(to_av(v)));
+        set.push(format!("{n} = {v}"));
+    }
+    for (a, v) in &u.keep {
+        let (n, v) = (e.name(a), e.value(to_av(v)));
+        set.push(format!("{n} = if_not_exists({n}, {v})"));
+    }
+    let mut expr = String::new();
+    if !set.is_empty() {
+        expr.push_str("SET ");
+        expr.push_str(&set.join(", "));
+    }
+    if !u.remove.is_empty() {
+        let r: Vec<String> = u.remove.iter().map(|a| e.name(a)).collect();
+        expr.push_str(" REMOVE ");
+        expr.push_str(&r.join(", "));
+    }
+    if !u.add.is_empty() {
+        let r: Vec<String> = u
+            .add
+            .iter()
+            .map(|(a, n)| {
+                let (a, v) = (e.name(a), e.value(AttributeValue::N(n.to_string())));
+                format!("{a} {v}")
+            })
+            .collect();
+        expr.push_str(" ADD ");
+        expr.push_str(&r.join(", "));
+    }
+    expr
+}
+
+fn transact_item(table: &str, w: &Write) -> TransactWriteItem {
+    let mut e = Expr::default();
+    match w {
+        Write::Put(p) => {
+            let cond = e.condition(&p.condition);
+            let item: HashMap<String, AttributeValue> =
+                p.item.iter().map(|(k, v)| (k.clone(), to_av(v))).collect();
+            let put = Put::builder()
+                .table_name(table)
+                .set_item(Some(item))
+                .set_condition_expression(cond)
+                .set_expression_attribute_names((!e.names.is_empty()).then_some(e.names))
+                .set_expression_attribute_values((!e.values.is_empty()).then_some(e.values))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .expect("put has table and item");
+            TransactWriteItem::builder().put(put).build()
+        }
+        Write::Update(u) => {
+            let expr = update_expression(u, &mut e);
+            let cond = e.condition(&u.condition);
+            let upd = aws_sdk_dynamodb::types::Update::builder()
+                .table_name(table)
+                .set_key(Some(key_av(&u.key)))
+                .update_expression(expr)
+                .set_condition_expression(cond)
+                .set_expression_attribute_names((!e.names.is_empty()).then_some(e.names))
+                .set_expression_attribute_values((!e.values.is_empty()).then_some(e.values))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .expect("update has table, key and expression");
+            TransactWriteItem::builder().update(upd).build()
+        }
+    }
+}
+
+/// JSON → DynamoDB attribute value.
+pub fn to_av(v: &Value) -> AttributeValue {
+    match v {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(*b),
+        Value::Number(n) => AttributeValue::N(n.to_string()),
+        Value::String(s) => AttributeValue::S(s.clone()),
+        Value::Array(a) => AttributeValue::L(a.iter().map(to_av).collect()),
+        Value::Object(m) => {
+            AttributeValue::M(m.iter().map(|(k, v)| (k.clone(), to_av(v))).collect())
+        }
+    }
+}
+
+/// DynamoDB attribute value → JSON (sets become arrays, binaries are dropped as `null`).
+pub fn from_av(v: &AttributeValue) -> Value {
+    match v {
+        AttributeValue::S(s) => Value::String(s.clone()),
+        AttributeValue::N(n) => n
+            .parse::<i64>()
+            .map(Value::from)
+            .ok()
+            .or_else(|| {
+                n.parse::<f64>()
+                    .ok()
+                    .and_then(Number::from_f64)
+                    .map(Value::Number)
+            })
+            .unwrap_or_else(|| Value::String(n.clone())),
+        AttributeValue::Bool(b) => Value::Bool(*b),
+        AttributeValue::L(l) => Value::Array(l.iter().map(from_av).collect()),
+        AttributeValue::M(m) => Value::Object(item_from_av(m)),
+        AttributeValue::Ss(s) => Value::Array(s.iter().cloned().map(Value::String).collect()),
+        AttributeValue::Ns(s) => Value::Array(
+            s.iter()
+                .map(|n| from_av(&AttributeValue::N(n.clone())))
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
+}
+
+/// A DynamoDB item → a JSON map with keys in sorted order.
+pub fn item_from_av(m: &HashMap<String, AttributeValue>) -> Item {
+    let mut keys: Vec<&String> = m.keys().collect();
+    keys.sort();
+    keys.into_iter()
+        .map(|k| (k.clone(), from_av(&m[k])))
+        .collect()
+}
