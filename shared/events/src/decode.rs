@@ -397,6 +397,8 @@ fn extract_files(m: At<'_>) -> Vec<FileRef> {
             }),
             Node::Scalar(_) => None,
         })
+        // An entry with none of the four fields carries nothing.
+        .filter(|f| f.name.is_some() || f.file_type.is_some() || f.link.is_some() || f.size.is_some())
         .collect()
 }
 
