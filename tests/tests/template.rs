@@ -1,0 +1,1012 @@
+//! `template.yaml` must agree with the code: one function and one `POST` route per
+//! [`Family`], the right binary for each, an event-URL output for each of the ten
+//! [`EventKind`]s, the table exactly as [`b24_state::schema::table_spec`] says, an environment
+//! the functions' [`b24_pipeline::Config`] accepts, least-privilege DynamoDB permissions, and
+//! alarms/dashboard that use the metric names the code emits.
+//!
+//! The template is parsed with `serde_yaml_ng`, which keeps CloudFormation short-form tags
+//! (`!Ref`, `!Sub`, `!GetAtt`, `!If`, ...) as tagged values; long forms (`Ref:`, `Fn::Sub:`)
+//! are understood too.
+
+use b24_events::{EventKind, Family};
+use b24_pipeline::metrics::names;
+use b24_state::schema::{self, table_spec};
+use serde_yaml_ng::{Mapping, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+// ------------------------------------------------------------------------------------------
+// Loading and small helpers
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn template() -> &'static Value {
+    static T: OnceLock<Value> = OnceLock::new();
+    T.get_or_init(|| {
+        // B24_TEMPLATE points the test at another file (used to check that it catches mistakes).
+        let path = std::env::var_os("B24_TEMPLATE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("template.yaml"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("parse template.yaml: {e}"))
+    })
+}
+
+fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.as_mapping()?.get(key)
+}
+
+/// `v[k1][k2]...`, panicking with the path when something is missing.
+fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    let mut cur = v;
+    for (i, k) in path.iter().enumerate() {
+        cur = get(cur, k).unwrap_or_else(|| panic!("template: missing {}", path[..=i].join(".")));
+    }
+    cur
+}
+
+fn s(v: &Value) -> Option<&str> {
+    v.as_str()
+}
+
+/// An intrinsic function as (`Ref` | `Fn::Sub` | `Fn::GetAtt` | ..., argument), from either the
+/// short tag form (`!Sub x`) or the long form (`Fn::Sub: x`).
+fn intrinsic(v: &Value) -> Option<(String, &Value)> {
+    match v {
+        Value::Tagged(t) => {
+            let tag = t.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let full = if name == "Ref" || name == "Condition" {
+                name.to_string()
+            } else {
+                format!("Fn::{name}")
+            };
+            Some((full, &t.value))
+        }
+        Value::Mapping(m) if m.len() == 1 => {
+            let (k, arg) = m.iter().next()?;
+            let k = k.as_str()?;
+            (k == "Ref" || k == "Condition" || k.starts_with("Fn::")).then(|| (k.to_string(), arg))
+        }
+        _ => None,
+    }
+}
+
+fn ref_target(v: &Value) -> Option<&str> {
+    match intrinsic(v)? {
+        (f, arg) if f == "Ref" => arg.as_str(),
+        _ => None,
+    }
+}
+
+/// `!GetAtt X.Y` or `!GetAtt [X, Y]` → (X, Y).
+fn getatt(v: &Value) -> Option<(String, String)> {
+    let (f, arg) = intrinsic(v)?;
+    if f != "Fn::GetAtt" {
+        return None;
+    }
+    match arg {
+        Value::String(x) => {
+            let (a, b) = x.split_once('.')?;
+            Some((a.to_string(), b.to_string()))
+        }
+        Value::Sequence(xs) if xs.len() == 2 => {
+            Some((xs[0].as_str()?.to_string(), xs[1].as_str()?.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// The string of `!Sub "..."` (single-argument form).
+fn sub_string(v: &Value) -> Option<&str> {
+    match intrinsic(v)? {
+        (f, arg) if f == "Fn::Sub" => arg.as_str(),
+        _ => None,
+    }
+}
+
+fn resources() -> &'static Mapping {
+    at(template(), &["Resources"])
+        .as_mapping()
+        .expect("Resources is a mapping")
+}
+
+fn resource(id: &str) -> &'static Value {
+    resources()
+        .get(id)
+        .unwrap_or_else(|| panic!("template: no resource {id}"))
+}
+
+fn resources_of_type(ty: &str) -> Vec<(&'static str, &'static Value)> {
+    resources()
+        .iter()
+        .filter(|(_, r)| get(r, "Type").and_then(s) == Some(ty))
+        .map(|(k, r)| (k.as_str().expect("logical id is a string"), r))
+        .collect()
+}
+
+/// Deep-merges `over` onto `base` the way SAM merges Globals (maps merge, the rest is replaced).
+fn merge(base: &Value, over: &Value) -> Value {
+    match (base, over) {
+        (Value::Mapping(b), Value::Mapping(o)) if intrinsic(over).is_none() => {
+            let mut out = b.clone();
+            for (k, v) in o {
+                let merged = match b.get(k) {
+                    Some(bv) => merge(bv, v),
+                    None => v.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+            Value::Mapping(out)
+        }
+        _ => over.clone(),
+    }
+}
+
+/// The function's properties with `Globals.Function` applied.
+fn effective_properties(function: &Value) -> Value {
+    let globals = get(template(), "Globals")
+        .and_then(|g| get(g, "Function"))
+        .cloned()
+        .unwrap_or(Value::Mapping(Mapping::new()));
+    merge(&globals, at(function, &["Properties"]))
+}
+
+/// The single `AWS::Serverless::Function` of each family, found by its build binary.
+fn functions_by_family() -> BTreeMap<Family, (&'static str, &'static Value)> {
+    let mut out = BTreeMap::new();
+    for (id, f) in resources_of_type("AWS::Serverless::Function") {
+        let binary = get(f, "Metadata")
+            .and_then(|m| get(m, "BuildProperties"))
+            .and_then(|b| get(b, "Binary"))
+            .and_then(s)
+            .unwrap_or_else(|| panic!("{id}: Metadata.BuildProperties.Binary is missing"));
+        let family = Family::ALL
+            .into_iter()
+            .find(|f| binary == binary_name(*f))
+            .unwrap_or_else(|| {
+                panic!("{id}: binary {binary} is not b24-fn-<family> of any Family")
+            });
+        assert!(
+            out.insert(family, (id, f)).is_none(),
+            "two functions build {binary}"
+        );
+    }
+    out
+}
+
+fn binary_name(f: Family) -> String {
+    format!("b24-fn-{}", f.as_str())
+}
+
+fn table_id() -> &'static str {
+    let tables = resources_of_type("AWS::DynamoDB::Table");
+    assert_eq!(tables.len(), 1, "exactly one DynamoDB table expected");
+    tables[0].0
+}
+
+fn parameter_default(name: &str) -> Option<String> {
+    let p = get(at(template(), &["Parameters"]), name)?;
+    scalar_string(get(p, "Default")?)
+}
+
+fn scalar_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(x) => Some(x.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Resolves an environment value with the parameters' defaults (and `overrides`), as a
+/// deployment with default parameters would. `None` = the variable is removed (`AWS::NoValue`).
+fn resolve(v: &Value, overrides: &BTreeMap<&str, String>) -> Option<String> {
+    if let Some(x) = scalar_string(v) {
+        return Some(x);
+    }
+    let (f, arg) = intrinsic(v).unwrap_or_else(|| panic!("cannot resolve {v:?}"));
+    match f.as_str() {
+        "Ref" => {
+            let name = arg.as_str().expect("Ref takes a name");
+            if name == "AWS::NoValue" {
+                return None;
+            }
+            if let Some(o) = overrides.get(name) {
+                return Some(o.clone());
+            }
+            if resources().contains_key(name) {
+                return Some(format!("{name}-physical-id"));
+            }
+            Some(parameter_default(name).unwrap_or_else(|| panic!("no parameter {name}")))
+        }
+        "Fn::FindInMap" => {
+            let a = arg.as_sequence().expect("FindInMap takes a list");
+            let map = a[0].as_str().expect("map name");
+            let k1 = resolve(&a[1], overrides).expect("first key");
+            let k2 = resolve(&a[2], overrides).expect("second key");
+            scalar_string(at(template(), &["Mappings", map, &k1, &k2]))
+        }
+        "Fn::If" => {
+            let a = arg.as_sequence().expect("If takes a list");
+            let cond = a[0].as_str().expect("condition name");
+            if condition(cond, overrides) {
+                resolve(&a[1], overrides)
+            } else {
+                resolve(&a[2], overrides)
+            }
+        }
+        other => panic!("cannot resolve {other} in an environment variable"),
+    }
+}
+
+/// Evaluates the `!Not [!Equals [!Ref P, ""]]` conditions the template uses.
+fn condition(name: &str, overrides: &BTreeMap<&str, String>) -> bool {
+    fn eval(v: &Value, overrides: &BTreeMap<&str, String>) -> bool {
+        let (f, arg) = intrinsic(v).expect("condition is an intrinsic");
+        let a = arg.as_sequence();
+        match f.as_str() {
+            "Fn::Not" => !eval(&a.expect("list")[0], overrides),
+            "Fn::Equals" => {
+                let a = a.expect("list");
+                resolve(&a[0], overrides) == resolve(&a[1], overrides)
+            }
+            "Condition" => condition(arg.as_str().expect("name"), overrides),
+            other => panic!("condition function {other} not supported by this test"),
+        }
+    }
+    eval(at(template(), &["Conditions", name]), overrides)
+}
+
+/// The environment of a function, resolved with default parameters (plus overrides).
+fn environment(function: &Value, overrides: &BTreeMap<&str, String>) -> BTreeMap<String, String> {
+    let props = effective_properties(function);
+    let vars = get(&props, "Environment")
+        .and_then(|e| get(e, "Variables"))
+        .and_then(Value::as_mapping)
+        .cloned()
+        .unwrap_or_default();
+    vars.iter()
+        .filter_map(|(k, v)| {
+            let k = k.as_str().expect("variable name").to_string();
+            resolve(v, overrides).map(|v| (k, v))
+        })
+        .collect()
+}
+
+fn as_list(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Sequence(xs) => xs.iter().collect(),
+        other => vec![other],
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Functions, binaries, routes
+
+#[test]
+fn one_function_per_family_with_the_right_binary() {
+    let by_family = functions_by_family();
+    assert_eq!(
+        by_family.keys().copied().collect::<Vec<_>>(),
+        Family::ALL.to_vec(),
+        "one AWS::Serverless::Function per Family"
+    );
+    assert!(
+        resources_of_type("AWS::Lambda::Function").is_empty(),
+        "functions must be AWS::Serverless::Function"
+    );
+
+    for (family, (id, f)) in &by_family {
+        // The binary is the package of functions/<family> (binary name = package name).
+        let manifest = repo_root()
+            .join("functions")
+            .join(family.as_str())
+            .join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest)
+            .unwrap_or_else(|e| panic!("{id}: read {}: {e}", manifest.display()));
+        let package_name = text
+            .lines()
+            .map(str::trim)
+            .find_map(|l| {
+                l.strip_prefix("name")
+                    .map(str::trim)
+                    .and_then(|l| l.strip_prefix('='))
+            })
+            .map(|v| v.trim().trim_matches('"').to_string());
+        assert_eq!(
+            package_name.as_deref(),
+            Some(binary_name(*family).as_str()),
+            "{id}: package name in {}",
+            manifest.display()
+        );
+
+        assert_eq!(
+            get(f, "Metadata")
+                .and_then(|m| get(m, "BuildMethod"))
+                .and_then(s),
+            Some("rust-cargolambda"),
+            "{id}: Metadata.BuildMethod"
+        );
+        let p = effective_properties(f);
+        assert_eq!(
+            get(&p, "Runtime").and_then(s),
+            Some("provided.al2023"),
+            "{id}: Runtime"
+        );
+        assert_eq!(
+            get(&p, "Handler").and_then(s),
+            Some("bootstrap"),
+            "{id}: Handler"
+        );
+        assert_eq!(
+            get(&p, "CodeUri").and_then(s),
+            Some("."),
+            "{id}: CodeUri (workspace root)"
+        );
+        let arch: Vec<_> = get(&p, "Architectures")
+            .and_then(Value::as_sequence)
+            .map(|a| a.iter().filter_map(s).collect())
+            .unwrap_or_default();
+        assert_eq!(arch, ["arm64"], "{id}: Architectures");
+        assert_eq!(
+            get(&p, "Tracing").and_then(s),
+            Some("Active"),
+            "{id}: Tracing"
+        );
+    }
+}
+
+#[test]
+fn one_post_route_per_family() {
+    let apis = resources_of_type("AWS::Serverless::HttpApi");
+    assert_eq!(apis.len(), 1, "exactly one AWS::Serverless::HttpApi");
+    let api_id = apis[0].0;
+
+    let mut all_routes = BTreeSet::new();
+    for (family, (id, f)) in functions_by_family() {
+        let events = get(&effective_properties(f), "Events")
+            .and_then(Value::as_mapping)
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            events.len(),
+            1,
+            "{id}: exactly one event source (its route)"
+        );
+        let (_, ev) = events.iter().next().expect("one event");
+        assert_eq!(
+            get(ev, "Type").and_then(s),
+            Some("HttpApi"),
+            "{id}: event type"
+        );
+        let props = at(ev, &["Properties"]);
+        assert_eq!(
+            get(props, "Path").and_then(s),
+            Some(family.route()),
+            "{id}: route of family {family}"
+        );
+        assert_eq!(
+            get(props, "Method")
+                .and_then(s)
+                .map(str::to_ascii_uppercase)
+                .as_deref(),
+            Some("POST"),
+            "{id}: method"
+        );
+        assert_eq!(
+            get(props, "ApiId").and_then(ref_target),
+            Some(api_id),
+            "{id}: ApiId must be !Ref {api_id}"
+        );
+        if let Some(v) = get(props, "PayloadFormatVersion") {
+            assert_eq!(
+                scalar_string(v).as_deref(),
+                Some("2.0"),
+                "{id}: payload format"
+            );
+        }
+        all_routes.insert(family.route());
+    }
+    assert_eq!(all_routes.len(), Family::ALL.len(), "routes are distinct");
+}
+
+// ------------------------------------------------------------------------------------------
+// Outputs
+
+fn output_url_suffix(name: &str) -> String {
+    let out = get(at(template(), &["Outputs"]), name)
+        .unwrap_or_else(|| panic!("template: no output {name}"));
+    let sub = sub_string(at(out, &["Value"]))
+        .unwrap_or_else(|| panic!("output {name}: Value must be !Sub \"https://${{HttpApi}}...\""));
+    let (api, _) = resources_of_type("AWS::Serverless::HttpApi")[0];
+    let base = format!("https://${{{api}}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}");
+    sub.strip_prefix(&base)
+        .unwrap_or_else(|| panic!("output {name}: {sub} does not start with {base}"))
+        .to_string()
+}
+
+fn capitalized(x: &str) -> String {
+    let mut c = x.chars();
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+#[test]
+fn outputs_name_the_url_of_every_route_and_event() {
+    assert_eq!(output_url_suffix("ApiBaseUrl"), "");
+    for family in Family::ALL {
+        let name = format!("{}Url", capitalized(family.as_str()));
+        assert_eq!(output_url_suffix(&name), family.route(), "output {name}");
+    }
+    let outputs = at(template(), &["Outputs"])
+        .as_mapping()
+        .expect("Outputs mapping");
+    for kind in EventKind::ALL {
+        let name = format!("{}Url", kind.bind_name());
+        assert_eq!(
+            output_url_suffix(&name),
+            kind.family().route(),
+            "output {name}: {} is served by {}",
+            kind.code(),
+            kind.family()
+        );
+        let description = get(&outputs[name.as_str()], "Description")
+            .and_then(s)
+            .unwrap_or("");
+        assert!(
+            description.contains(kind.code()),
+            "output {name}: description names {}",
+            kind.code()
+        );
+    }
+    // No output for an event the code does not know (e.g. left over after a rename).
+    let known: BTreeSet<String> = EventKind::ALL
+        .iter()
+        .map(|k| format!("{}Url", k.bind_name()))
+        .collect();
+    for (k, _) in outputs {
+        let k = k.as_str().expect("output name");
+        if k.starts_with("On") && k.ends_with("Url") {
+            assert!(
+                known.contains(k),
+                "output {k} is not the URL of any EventKind"
+            );
+        }
+    }
+    let table = table_id();
+    assert_eq!(
+        get(at(template(), &["Outputs", "TableName"]), "Value").and_then(ref_target),
+        Some(table),
+        "output TableName"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// Table
+
+#[test]
+fn table_matches_the_schema_in_code() {
+    let spec = table_spec();
+    let id = table_id();
+    let t = resource(id);
+    assert_eq!(
+        get(t, "DeletionPolicy").and_then(s),
+        Some("Retain"),
+        "{id}: DeletionPolicy"
+    );
+    assert_eq!(
+        get(t, "UpdateReplacePolicy").and_then(s),
+        Some("Retain"),
+        "{id}: UpdateReplacePolicy"
+    );
+    let p = at(t, &["Properties"]);
+
+    let keys: Vec<(String, String)> = at(p, &["KeySchema"])
+        .as_sequence()
+        .expect("KeySchema list")
+        .iter()
+        .map(|k| {
+            (
+                at(k, &["AttributeName"])
+                    .as_str()
+                    .expect("name")
+                    .to_string(),
+                at(k, &["KeyType"]).as_str().expect("type").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            (spec.partition_key.name.to_string(), "HASH".to_string()),
+            (spec.sort_key.name.to_string(), "RANGE".to_string()),
+        ],
+        "{id}: KeySchema"
+    );
+    assert_eq!(spec.partition_key.name, schema::PARTITION_KEY);
+    assert_eq!(spec.sort_key.name, schema::SORT_KEY);
+
+    let defs: BTreeSet<(String, String)> = at(p, &["AttributeDefinitions"])
+        .as_sequence()
+        .expect("AttributeDefinitions list")
+        .iter()
+        .map(|d| {
+            (
+                at(d, &["AttributeName"])
+                    .as_str()
+                    .expect("name")
+                    .to_string(),
+                at(d, &["AttributeType"])
+                    .as_str()
+                    .expect("type")
+                    .to_string(),
+            )
+        })
+        .collect();
+    let want: BTreeSet<(String, String)> = spec
+        .attribute_definitions
+        .iter()
+        .map(|a| (a.name.to_string(), a.attribute_type.to_string()))
+        .collect();
+    assert_eq!(defs, want, "{id}: AttributeDefinitions");
+
+    assert_eq!(
+        get(p, "BillingMode").and_then(s),
+        Some(spec.billing_mode),
+        "{id}: BillingMode"
+    );
+    assert_eq!(
+        at(p, &["TimeToLiveSpecification", "AttributeName"]).as_str(),
+        Some(spec.ttl_attribute),
+        "{id}: TTL attribute"
+    );
+    assert_eq!(spec.ttl_attribute, schema::TTL_ATTRIBUTE);
+    assert_eq!(
+        at(p, &["TimeToLiveSpecification", "Enabled"]).as_bool(),
+        Some(true),
+        "{id}: TTL enabled"
+    );
+    assert_eq!(
+        at(p, &["StreamSpecification", "StreamViewType"]).as_str(),
+        Some(spec.stream_view_type),
+        "{id}: stream view type"
+    );
+    let pitr = get(p, "PointInTimeRecoverySpecification")
+        .and_then(|x| get(x, "PointInTimeRecoveryEnabled"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    assert_eq!(
+        pitr, spec.point_in_time_recovery,
+        "{id}: point-in-time recovery"
+    );
+    let sse = get(p, "SSESpecification")
+        .and_then(|x| get(x, "SSEEnabled"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    assert_eq!(sse, spec.sse_enabled, "{id}: SSE");
+
+    // Global secondary indexes: name, keys and key types.
+    let gsis: BTreeMap<String, Vec<(String, String)>> = get(p, "GlobalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+        .map(|xs| {
+            xs.iter()
+                .map(|g| {
+                    let keys = at(g, &["KeySchema"])
+                        .as_sequence()
+                        .expect("GSI KeySchema")
+                        .iter()
+                        .map(|k| {
+                            (
+                                at(k, &["AttributeName"])
+                                    .as_str()
+                                    .expect("name")
+                                    .to_string(),
+                                at(k, &["KeyType"]).as_str().expect("type").to_string(),
+                            )
+                        })
+                        .collect();
+                    (
+                        at(g, &["IndexName"])
+                            .as_str()
+                            .expect("IndexName")
+                            .to_string(),
+                        keys,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let want_gsis: BTreeMap<String, Vec<(String, String)>> = spec
+        .global_secondary_indexes
+        .iter()
+        .map(|g| {
+            let mut keys = vec![(g.partition_key.name.to_string(), "HASH".to_string())];
+            if let Some(sk) = &g.sort_key {
+                keys.push((sk.name.to_string(), "RANGE".to_string()));
+            }
+            (g.name.to_string(), keys)
+        })
+        .collect();
+    assert_eq!(gsis, want_gsis, "{id}: GlobalSecondaryIndexes");
+    assert!(get(p, "LocalSecondaryIndexes").is_none(), "{id}: no LSI");
+}
+
+// ------------------------------------------------------------------------------------------
+// Environment
+
+/// Every variable the code reads (b24_pipeline::Config); anything else is a typo.
+const KNOWN_VARIABLES: &[&str] = &[
+    schema::TABLE_NAME_ENV,
+    "RUST_LOG",
+    "METRICS_NAMESPACE",
+    "MAX_BODY_BYTES",
+    "PORTAL_CACHE_TTL_SECONDS",
+    "EVENT_TTL_DAYS",
+    "BITRIX24_CLIENT_ID",
+    "VERIFIER_ALLOW_INSECURE",
+    "VERIFIER_TIMEOUT_MS",
+];
+
+#[test]
+fn every_function_gets_an_environment_the_code_accepts() {
+    let table = table_id();
+    let none = BTreeMap::new();
+    for (family, (id, f)) in functions_by_family() {
+        // TABLE_NAME is the table's !Ref (not a literal that could drift).
+        let props = effective_properties(f);
+        let raw = at(&props, &["Environment", "Variables"]);
+        assert_eq!(
+            get(raw, schema::TABLE_NAME_ENV).and_then(ref_target),
+            Some(table),
+            "{id}: {} must be !Ref {table}",
+            schema::TABLE_NAME_ENV
+        );
+        for k in raw.as_mapping().expect("Variables mapping").keys() {
+            let k = k.as_str().expect("name");
+            assert!(
+                KNOWN_VARIABLES.contains(&k),
+                "{id}: unknown environment variable {k}"
+            );
+        }
+        // VERIFIER_ALLOW_INSECURE is a literal "false" wherever it appears: never a parameter.
+        if let Some(v) = get(raw, "VERIFIER_ALLOW_INSECURE") {
+            assert_eq!(v.as_str(), Some("false"), "{id}: VERIFIER_ALLOW_INSECURE");
+        }
+
+        let env = environment(f, &none);
+        let config = b24_pipeline::Config::from_lookup(family, |k| env.get(k).cloned())
+            .unwrap_or_else(|e| panic!("{id}: the code rejects the template's environment: {e}"));
+        assert!(
+            !config.verifier.allow_insecure,
+            "{id}: verifier must be secure in AWS"
+        );
+        assert_eq!(
+            Some(config.metrics_namespace.clone()),
+            parameter_default("MetricsNamespace"),
+            "{id}: METRICS_NAMESPACE"
+        );
+        assert!(env.contains_key("RUST_LOG"), "{id}: RUST_LOG");
+        if family != Family::App {
+            assert!(
+                !env.contains_key("BITRIX24_CLIENT_ID"),
+                "{id}: BITRIX24_CLIENT_ID is app-only"
+            );
+        }
+
+        // The extremes every numeric parameter allows are accepted by the code too.
+        for (param, var) in [
+            ("MaxBodyBytes", "MAX_BODY_BYTES"),
+            ("EventTtlDays", "EVENT_TTL_DAYS"),
+            ("PortalCacheTtlSeconds", "PORTAL_CACHE_TTL_SECONDS"),
+        ] {
+            let p = at(template(), &["Parameters", param]);
+            for bound in ["MinValue", "MaxValue"] {
+                let value = get(p, bound)
+                    .and_then(scalar_string)
+                    .unwrap_or_else(|| panic!("parameter {param} needs {bound}"));
+                let overrides = BTreeMap::from([(param, value.clone())]);
+                let env = environment(f, &overrides);
+                assert_eq!(env.get(var), Some(&value), "{id}: {var} comes from {param}");
+                b24_pipeline::Config::from_lookup(family, |k| env.get(k).cloned()).unwrap_or_else(
+                    |e| panic!("{id}: {param}={value} ({bound}) is rejected by the code: {e}"),
+                );
+            }
+        }
+    }
+
+    // The optional client id reaches the app function only when it is set.
+    let (_, app) = functions_by_family()[&Family::App];
+    assert!(!environment(app, &none).contains_key("BITRIX24_CLIENT_ID"));
+    let set = BTreeMap::from([("Bitrix24ClientId", "app.0123.abcd".to_string())]);
+    assert_eq!(
+        environment(app, &set)
+            .get("BITRIX24_CLIENT_ID")
+            .map(String::as_str),
+        Some("app.0123.abcd")
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// Permissions
+
+const BASE_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:ConditionCheckItem",
+];
+const PURGE_ACTIONS: &[&str] = &[
+    "dynamodb:Query",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+];
+
+#[test]
+fn least_privilege_table_access() {
+    let table = table_id();
+    for (family, (id, f)) in functions_by_family() {
+        let props = effective_properties(f);
+        assert!(
+            get(&props, "Role").is_none(),
+            "{id}: use Policies, not a shared Role"
+        );
+        let policies = get(&props, "Policies").map(as_list).unwrap_or_default();
+        let mut actions = BTreeSet::new();
+        for policy in policies {
+            // Only inline policy documents: no SAM policy templates (DynamoDBCrudPolicy allows
+            // Scan/DeleteItem/...), no managed policy names or ARNs.
+            let statements = get(policy, "Statement")
+                .unwrap_or_else(|| panic!("{id}: policy {policy:?} must be an inline document"));
+            for st in as_list(statements) {
+                assert_eq!(get(st, "Effect").and_then(s), Some("Allow"), "{id}: Effect");
+                let resources = as_list(at(st, &["Resource"]));
+                assert_eq!(resources.len(), 1, "{id}: one resource per statement");
+                assert_eq!(
+                    getatt(resources[0]),
+                    Some((table.to_string(), "Arn".to_string())),
+                    "{id}: the only resource is !GetAtt {table}.Arn"
+                );
+                for a in as_list(at(st, &["Action"])) {
+                    let a = a.as_str().expect("action string");
+                    assert!(!a.contains('*'), "{id}: wildcard action {a}");
+                    actions.insert(a.to_string());
+                }
+            }
+        }
+        let mut want: BTreeSet<String> = BASE_ACTIONS.iter().map(|a| a.to_string()).collect();
+        if family == Family::App {
+            want.extend(PURGE_ACTIONS.iter().map(|a| a.to_string()));
+        }
+        assert_eq!(
+            actions, want,
+            "{id}: DynamoDB actions of the {family} function"
+        );
+        assert!(get(&props, "VpcConfig").is_none(), "{id}: no VPC");
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Logs, alarms, dashboard
+
+#[test]
+fn every_function_logs_json_to_its_own_retained_log_group() {
+    for (family, (id, f)) in functions_by_family() {
+        let p = effective_properties(f);
+        assert_eq!(
+            at(&p, &["LoggingConfig", "LogFormat"]).as_str(),
+            Some("JSON"),
+            "{id}: LoggingConfig.LogFormat"
+        );
+        let group_id = ref_target(at(&p, &["LoggingConfig", "LogGroup"]))
+            .unwrap_or_else(|| panic!("{id}: LoggingConfig.LogGroup must be !Ref a log group"));
+        let group = resource(group_id);
+        assert_eq!(get(group, "Type").and_then(s), Some("AWS::Logs::LogGroup"));
+        let gp = at(group, &["Properties"]);
+        assert!(
+            get(gp, "RetentionInDays").is_some(),
+            "{group_id}: RetentionInDays"
+        );
+        let fn_name = get(&p, "FunctionName")
+            .and_then(sub_string)
+            .unwrap_or_else(|| panic!("{id}: FunctionName must be a !Sub string"));
+        assert!(
+            fn_name.ends_with(family.as_str()),
+            "{id}: FunctionName {fn_name}"
+        );
+        assert_eq!(
+            get(gp, "LogGroupName").and_then(sub_string),
+            Some(format!("/aws/lambda/{fn_name}").as_str()),
+            "{group_id}: LogGroupName must be /aws/lambda/<function name>"
+        );
+    }
+}
+
+fn product_metric_names() -> BTreeSet<&'static str> {
+    BTreeSet::from([
+        names::REQUESTS,
+        names::AUTH_FAILURES,
+        names::DECODE_FAILURES,
+        names::DUPLICATES,
+        names::STALE_EVENTS,
+        names::STORAGE_ERRORS,
+        names::LATENCY,
+        names::EVENTS,
+    ])
+}
+
+/// Every `Metric` block of an alarm (plain or metric math).
+fn alarm_metrics(alarm: &Value) -> Vec<Value> {
+    let p = at(alarm, &["Properties"]);
+    if let Some(ms) = get(p, "Metrics").and_then(Value::as_sequence) {
+        ms.iter()
+            .filter_map(|m| {
+                get(m, "MetricStat")
+                    .and_then(|st| get(st, "Metric"))
+                    .cloned()
+            })
+            .collect()
+    } else {
+        vec![p.clone()]
+    }
+}
+
+fn dimensions(metric: &Value) -> Vec<(String, Value)> {
+    get(metric, "Dimensions")
+        .and_then(Value::as_sequence)
+        .map(|ds| {
+            ds.iter()
+                .map(|d| {
+                    (
+                        at(d, &["Name"]).as_str().expect("name").to_string(),
+                        at(d, &["Value"]).clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn alarms_cover_functions_api_auth_and_table_with_the_code_metric_names() {
+    let alarms = resources_of_type("AWS::CloudWatch::Alarm");
+    let product = product_metric_names();
+    let mut auth_families = BTreeSet::new();
+    let mut lambda_alarms: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut api_5xx = false;
+    let mut table_throttles = false;
+    for (id, alarm) in &alarms {
+        let p = at(alarm, &["Properties"]);
+        for key in ["AlarmActions", "OKActions"] {
+            let v = get(p, key).unwrap_or_else(|| panic!("{id}: {key}"));
+            let (f, arg) = intrinsic(v)
+                .unwrap_or_else(|| panic!("{id}: {key} must be !If [HasAlarmTopic, ...]"));
+            assert_eq!(f, "Fn::If", "{id}: {key}");
+            assert_eq!(
+                arg.as_sequence().and_then(|a| a[0].as_str()),
+                Some("HasAlarmTopic")
+            );
+        }
+        for m in alarm_metrics(alarm) {
+            let ns = at(&m, &["Namespace"]);
+            let name = at(&m, &["MetricName"])
+                .as_str()
+                .expect("MetricName")
+                .to_string();
+            let dims = dimensions(&m);
+            if ref_target(ns) == Some("MetricsNamespace") {
+                assert!(
+                    product.contains(name.as_str()),
+                    "{id}: the code emits no metric {name}"
+                );
+                for (k, v) in &dims {
+                    assert!(
+                        ["Family", "Event", "Outcome"].contains(&k.as_str()),
+                        "{id}: dimension {k}"
+                    );
+                    if k == "Family" {
+                        let v = v.as_str().expect("family value");
+                        let fam = Family::parse(v).unwrap_or_else(|| panic!("{id}: family {v}"));
+                        assert_eq!(fam.as_str(), v, "{id}: family spelled as the code does");
+                        if name == names::AUTH_FAILURES {
+                            auth_families.insert(fam);
+                        }
+                    }
+                }
+            }
+            match ns.as_str() {
+                Some("AWS/Lambda") => {
+                    for (k, v) in &dims {
+                        if k == "FunctionName" {
+                            lambda_alarms.insert((
+                                ref_target(v).expect("!Ref function").to_string(),
+                                name.clone(),
+                            ));
+                        }
+                    }
+                }
+                Some("AWS/ApiGateway") if name == "5xx" => api_5xx = true,
+                Some("AWS/DynamoDB") if name.contains("Throttle") => {
+                    let t = dims
+                        .iter()
+                        .find(|(k, _)| k == "TableName")
+                        .map(|(_, v)| ref_target(v));
+                    assert_eq!(t, Some(Some(table_id())), "{id}: table dimension");
+                    table_throttles = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(
+        auth_families,
+        Family::ALL.into_iter().collect(),
+        "the AuthFailures alarm must cover every family"
+    );
+    for (_, (id, _)) in functions_by_family() {
+        for metric in ["Errors", "Throttles"] {
+            assert!(
+                lambda_alarms.contains(&(id.to_string(), metric.to_string())),
+                "{id}: no {metric} alarm"
+            );
+        }
+    }
+    assert!(api_5xx, "no API 5xx alarm");
+    assert!(table_throttles, "no DynamoDB throttle alarm");
+    assert_eq!(
+        parameter_default("MetricsNamespace").as_deref(),
+        Some("Bitrix24Receiver"),
+        "MetricsNamespace default = the code's default namespace"
+    );
+}
+
+#[test]
+fn dashboard_is_valid_json_and_shows_every_product_metric() {
+    let dashboards = resources_of_type("AWS::CloudWatch::Dashboard");
+    assert_eq!(dashboards.len(), 1, "one dashboard");
+    let (id, d) = dashboards[0];
+    let body = sub_string(at(d, &["Properties", "DashboardBody"]))
+        .unwrap_or_else(|| panic!("{id}: DashboardBody must be a !Sub string"));
+    // Replace ${...} with a placeholder (they never contain quotes) and parse.
+    let mut plain = String::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("${") {
+        plain.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("unterminated ${") + start;
+        let var = &rest[start + 2..end];
+        if let Some(attr) = var.split_once('.') {
+            let r = resource(attr.0);
+            assert!(get(r, "Type").is_some(), "{id}: ${{{var}}}");
+        } else if !var.starts_with("AWS::") {
+            assert!(
+                resources().contains_key(var)
+                    || get(at(template(), &["Parameters"]), var).is_some(),
+                "{id}: ${{{var}}} names nothing"
+            );
+        }
+        plain.push('X');
+        rest = &rest[end + 1..];
+    }
+    plain.push_str(rest);
+    let json: serde_json::Value = serde_json::from_str(&plain)
+        .unwrap_or_else(|e| panic!("{id}: DashboardBody is not JSON: {e}"));
+    assert!(
+        json["widgets"].as_array().is_some_and(|w| !w.is_empty()),
+        "{id}: widgets"
+    );
+    for name in product_metric_names() {
+        assert!(
+            plain.contains(&format!("\"{name}\""))
+                || plain.contains(&format!("MetricName=\\\"{name}\\\"")),
+            "{id}: no widget shows {name}"
+        );
+    }
+}
