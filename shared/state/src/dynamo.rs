@@ -178,6 +178,7 @@ impl Backend for DynamoStore {
             .await;
         match res {
             Ok(out) => {
+                tracing::debug!(consumed = ?out.consumed_capacity(), "TransactWriteItems");
                 let units: f64 = out
                     .consumed_capacity()
                     .iter()

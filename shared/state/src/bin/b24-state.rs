@@ -11,9 +11,29 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: b24-state create-table | dump --member-id ID";
 
+enum Command {
+    CreateTable,
+    Dump(String),
+}
+
+fn parse(args: &[String]) -> Option<Command> {
+    match args {
+        [c] if c == "create-table" => Some(Command::CreateTable),
+        [d, f, id] if d == "dump" && f == "--member-id" => Some(Command::Dump(id.clone())),
+        [d, f] if d == "dump" && f.starts_with("--member-id=") => {
+            Some(Command::Dump(f["--member-id=".len()..].to_string()))
+        }
+        _ => None,
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = parse(&args) else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
     let store = match DynamoStore::from_env().await {
         Ok(s) => s,
         Err(e) => {
@@ -21,34 +41,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["create-table"] => b24_state::create_table(store.client(), store.table())
+    let result = match command {
+        Command::CreateTable => b24_state::create_table(store.client(), store.table())
             .await
             .map(|()| eprintln!("b24-state: table {} ready", store.table())),
-        ["dump", "--member-id", id] | ["dump", "--member-id=", id] => {
-            store.portal_records(id).await.map(|records| {
-                for r in records {
-                    println!("{r}");
-                }
-            })
-        }
-        [dump, flag] if *dump == "dump" && flag.starts_with("--member-id=") => store
-            .portal_records(&flag["--member-id=".len()..])
-            .await
-            .map(|records| {
-                for r in records {
-                    println!("{r}");
-                }
-            }),
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+        Command::Dump(id) => store.portal_records(&id).await.map(|records| {
+            for r in records {
+                println!("{r}");
+            }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
