@@ -1,1 +1,11 @@
-fn main() {}
+//! `POST /bitrix24/messages`: the Lambda function of the `messages` event family.
+
+use b24_events::Family;
+use lambda_http::{run, service_fn, Error};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    // Built once per execution environment, borrowed by every invocation.
+    let pipeline = b24_pipeline::pipeline_from_env(Family::Messages).await?;
+    run(service_fn(|request| pipeline.handle(request))).await
+}

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// A portal (one Bitrix24 installation of the app), keyed by `member_id`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Portal {
     /// The portal's stable identifier.
     pub member_id: String,
@@ -73,4 +73,37 @@ pub fn hash_token(token: &Secret) -> String {
 /// SHA-256 hex of arbitrary bytes (idempotency keys, ranks).
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn portal(hash: &str) -> Portal {
+        Portal {
+            member_id: "m".into(),
+            domain: None,
+            client_endpoint: None,
+            server_endpoint: None,
+            app_status: None,
+            version: None,
+            installed: true,
+            token_hash: hash.into(),
+            installed_at: None,
+            uninstalled_at: None,
+            updated_at: None,
+        }
+    }
+
+    #[test]
+    fn tokens_match_by_hash_only() {
+        let t = Secret::new("831c76b092f9f135d9b6b36c3a720757");
+        let h = hash_token(&t);
+        assert_eq!(h.len(), 64);
+        assert!(!h.contains("831c76"));
+        assert!(portal(&h).token_matches(&t));
+        assert!(!portal(&h).token_matches(&Secret::new("other")));
+        assert!(!portal(&h).token_matches(&Secret::new("")));
+        assert!(!portal("").token_matches(&Secret::new("")));
+    }
 }

@@ -1,0 +1,48 @@
+# The two promises of the README:
+#   make dev    runs the product locally (DynamoDB Local on 127.0.0.1 + the real function binaries)
+#   make test   passes every test (it installs what it needs first)
+# Everything else is here for development and release.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: help setup test lint unit e2e template-check dev build fuzz bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+setup: ## Install every tool the tests and the local stack need (idempotent)
+	scripts/setup.sh
+
+test: setup lint unit template-check e2e ## Install what is missing, then lint, unit + DynamoDB Local tests, template checks, end-to-end
+	@echo "make test: all checks passed"
+
+lint: ## rustfmt and clippy (-D warnings)
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+unit: ## Every cargo test of the workspace (integration tests start DynamoDB Local themselves)
+	scripts/with-ddb-local.sh cargo test --workspace --locked
+
+template-check: ## sam validate --lint (cfn-lint 1.53.3) and the template-vs-code test
+	scripts/validate-template.sh
+
+e2e: ## The whole stack under cargo lambda watch, driven by `b24-events send`
+	scripts/e2e.sh
+
+dev: ## Run the product locally: DynamoDB Local + all four functions on 127.0.0.1 (Ctrl-C stops)
+	scripts/dev.sh
+
+build: ## sam build: the four arm64 Lambda artifacts (offline, cargo-lambda + zig)
+	scripts/build.sh
+
+fuzz: ## Fuzz the decoder for FUZZ_SECONDS (default 60) with cargo fuzz
+	scripts/fuzz.sh
+
+bench: ## Criterion benchmarks (decode throughput; DynamoDB requests and write units per event)
+	cargo bench -p b24-benches
+
+clean: ## Remove build output and local tool installs
+	cargo clean
+	rm -rf .aws-sam .tools .venv-sam .venv-tools .dev fuzz/target

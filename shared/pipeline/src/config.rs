@@ -1,0 +1,180 @@
+//! Configuration, read from the environment once at start-up.
+//!
+//! A missing or malformed value fails at start-up with a message naming the variable, never on
+//! the first request.
+
+use b24_events::Family;
+use std::fmt;
+use std::time::Duration;
+
+/// Everything a function needs to know, read once from the environment.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The family this function serves.
+    pub family: Family,
+    /// The DynamoDB table (`TABLE_NAME`, required).
+    pub table_name: String,
+    /// CloudWatch namespace of the EMF metrics (`METRICS_NAMESPACE`, default `Bitrix24Receiver`).
+    pub metrics_namespace: String,
+    /// Largest accepted body after base64 decoding (`MAX_BODY_BYTES`, default 1 MiB).
+    pub max_body_bytes: usize,
+    /// How long a portal record is served from memory (`PORTAL_CACHE_TTL_SECONDS`, default 30).
+    pub portal_cache_ttl: Duration,
+    /// How long event records are kept (`EVENT_TTL_DAYS`, default 30).
+    pub event_ttl_days: i64,
+    /// Settings of the `app.info` verifier used on install/update token changes.
+    pub verifier: VerifierConfig,
+}
+
+/// Settings of the `app.info` verifier.
+#[derive(Clone, Debug)]
+pub struct VerifierConfig {
+    /// When set, the verified app must be this application (`BITRIX24_CLIENT_ID`).
+    pub client_id: Option<String>,
+    /// Allows plain HTTP and loopback/private endpoints — for local tests only
+    /// (`VERIFIER_ALLOW_INSECURE`, default `false`).
+    pub allow_insecure: bool,
+    /// Connect + request timeout (`VERIFIER_TIMEOUT_MS`, default 3000).
+    pub timeout: Duration,
+    /// Largest `app.info` answer read, in bytes.
+    pub max_response_bytes: usize,
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        VerifierConfig {
+            client_id: None,
+            allow_insecure: false,
+            timeout: Duration::from_millis(3000),
+            max_response_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// A configuration value that is missing or does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The environment variable.
+    pub variable: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration: {}: {}", self.variable, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Default largest body: 1 MiB (real events are a few KB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+impl Config {
+    /// Reads the configuration of `family` from the process environment.
+    pub fn from_env(family: Family) -> Result<Config, ConfigError> {
+        Config::from_lookup(family, |k| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration from any key → value lookup (tests pass a map).
+    pub fn from_lookup(
+        family: Family,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let table_name = get("TABLE_NAME").ok_or(ConfigError {
+            variable: "TABLE_NAME",
+            reason: "is required".into(),
+        })?;
+        let number =
+            |k: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+                match get(k) {
+                    None => Ok(default),
+                    Some(v) => match v.parse::<u64>() {
+                        Ok(n) if (min..=max).contains(&n) => Ok(n),
+                        _ => Err(ConfigError {
+                            variable: k,
+                            reason: format!("must be a whole number from {min} to {max}"),
+                        }),
+                    },
+                }
+            };
+        let allow_insecure = match get("VERIFIER_ALLOW_INSECURE").as_deref() {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
+            Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
+            Some(_) => {
+                return Err(ConfigError {
+                    variable: "VERIFIER_ALLOW_INSECURE",
+                    reason: "must be true or false".into(),
+                })
+            }
+        };
+        Ok(Config {
+            family,
+            table_name,
+            metrics_namespace: get("METRICS_NAMESPACE")
+                .unwrap_or_else(|| "Bitrix24Receiver".into()),
+            max_body_bytes: number(
+                "MAX_BODY_BYTES",
+                DEFAULT_MAX_BODY_BYTES as u64,
+                1024,
+                6 * 1024 * 1024,
+            )? as usize,
+            portal_cache_ttl: Duration::from_secs(number("PORTAL_CACHE_TTL_SECONDS", 30, 0, 3600)?),
+            event_ttl_days: number("EVENT_TTL_DAYS", 30, 1, 3650)? as i64,
+            verifier: VerifierConfig {
+                client_id: get("BITRIX24_CLIENT_ID"),
+                allow_insecure,
+                timeout: Duration::from_millis(number("VERIFIER_TIMEOUT_MS", 3000, 100, 20_000)?),
+                ..VerifierConfig::default()
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::from_lookup(Family::App, lookup(&[("TABLE_NAME", "t")])).unwrap();
+        assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(c.portal_cache_ttl, Duration::from_secs(30));
+        assert!(!c.verifier.allow_insecure);
+        assert_eq!(c.metrics_namespace, "Bitrix24Receiver");
+    }
+
+    #[test]
+    fn missing_table_and_bad_numbers_name_the_variable() {
+        let e = Config::from_lookup(Family::App, lookup(&[])).unwrap_err();
+        assert_eq!(e.variable, "TABLE_NAME");
+        let e = Config::from_lookup(
+            Family::App,
+            lookup(&[("TABLE_NAME", "t"), ("MAX_BODY_BYTES", "lots")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.variable, "MAX_BODY_BYTES");
+        let e = Config::from_lookup(
+            Family::App,
+            lookup(&[("TABLE_NAME", "t"), ("VERIFIER_ALLOW_INSECURE", "maybe")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.variable, "VERIFIER_ALLOW_INSECURE");
+    }
+}
