@@ -23,7 +23,10 @@ fn bench_decode(c: &mut Criterion) {
     g.bench_function("json_corpus_256_bodies", |b| {
         b.iter(|| {
             for body in &json {
-                black_box(b24_events::decode(black_box(body.as_bytes()), Some("application/json")).unwrap());
+                black_box(
+                    b24_events::decode(black_box(body.as_bytes()), Some("application/json"))
+                        .unwrap(),
+                );
             }
         })
     });

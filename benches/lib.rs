@@ -16,7 +16,11 @@ pub struct Rng(u64);
 impl Rng {
     /// A generator from a seed (0 is replaced by a fixed non-zero seed).
     pub fn new(seed: u64) -> Self {
-        Rng(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
+        Rng(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
     }
 
     /// The next 64 random bits.
@@ -66,12 +70,13 @@ pub fn message_add(rng: &mut Rng, messages: usize) -> Event {
     let chat_id = rng.range(100, 99_999) as i64;
     let items = (0..messages)
         .map(|_| {
-            let mut text = format!("[b]{}:[/b] [br]", *rng.pick(&OPERATORS));
+            let mut text = format!("[b]{}:[/b] [br]", rng.pick::<&str>(&OPERATORS));
             for i in 0..rng.range(1, 3) {
                 if i > 0 {
                     text.push_str("[br]");
                 }
-                text.push_str(*rng.pick(&PHRASES));
+                let phrase = rng.pick::<&str>(&PHRASES);
+                text.push_str(phrase);
             }
             MessageItem {
                 im: ImRef {
@@ -104,7 +109,11 @@ pub fn message_add(rng: &mut Rng, messages: usize) -> Event {
             user_id: Some(27),
             expires: Some(ts + 3600),
             expires_in: Some(3600),
-            access_token: Some(Secret::new(format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64()))),
+            access_token: Some(Secret::new(format!(
+                "{:016x}{:016x}",
+                rng.next_u64(),
+                rng.next_u64()
+            ))),
             refresh_token: None,
             application_token: Some(Secret::new(format!("{:032x}", rng.next_u64() as u128))),
         },

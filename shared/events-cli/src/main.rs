@@ -27,6 +27,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// Decode a webhook body and print the normalized event JSON (schema v1).
     ///
@@ -171,7 +172,11 @@ fn content_type_for<'a>(given: Option<&'a str>, body: &[u8]) -> Option<&'a str> 
     })
 }
 
-fn run_decode(content_type: Option<&str>, lines: bool, file: Option<PathBuf>) -> Result<ExitCode, String> {
+fn run_decode(
+    content_type: Option<&str>,
+    lines: bool,
+    file: Option<PathBuf>,
+) -> Result<ExitCode, String> {
     let input = read_input(file)?;
     if lines {
         let mut out = std::io::stdout().lock();
@@ -340,7 +345,10 @@ fn build_event(a: &SendArgs) -> Result<Event, String> {
                 line: a.line,
             }),
         ),
-        LineDelete => (Some(563), EventData::LineDelete(LineDeleteData { line: a.line })),
+        LineDelete => (
+            Some(563),
+            EventData::LineDelete(LineDeleteData { line: a.line }),
+        ),
         AppInstall | AppUpdate => (
             None,
             EventData::App(AppData {

@@ -146,7 +146,9 @@ impl<'a> At<'a> {
     fn int(&self, key: &str) -> Result<Option<i64>, DecodeError> {
         match self.str(key)? {
             None => Ok(None),
-            Some(s) => parse_int(s).map(Some).ok_or_else(|| self.invalid(key, "integer")),
+            Some(s) => parse_int(s)
+                .map(Some)
+                .ok_or_else(|| self.invalid(key, "integer")),
         }
     }
 
@@ -187,14 +189,19 @@ impl<'a> At<'a> {
 }
 
 fn parse_int(s: &str) -> Option<i64> {
-    s.trim_matches(|c: char| c.is_ascii_whitespace()).parse().ok()
+    s.trim_matches(|c: char| c.is_ascii_whitespace())
+        .parse()
+        .ok()
 }
 
 fn parse_bool(s: &str) -> Option<bool> {
     let s = s.trim_matches(|c: char| c.is_ascii_whitespace());
     if ["y", "1", "true"].iter().any(|t| s.eq_ignore_ascii_case(t)) {
         Some(true)
-    } else if ["n", "0", "false"].iter().any(|t| s.eq_ignore_ascii_case(t)) {
+    } else if ["n", "0", "false"]
+        .iter()
+        .any(|t| s.eq_ignore_ascii_case(t))
+    {
         Some(false)
     } else {
         None
@@ -211,7 +218,10 @@ pub(crate) fn split_scope(s: &str) -> Vec<String> {
 
 fn extract(root: &MapNode) -> Result<Event, DecodeError> {
     let path = Path::ROOT;
-    let top = At { map: root, path: &path };
+    let top = At {
+        map: root,
+        path: &path,
+    };
 
     let code = top.req_str("event")?;
     let kind = EventKind::from_code(code).ok_or_else(|| DecodeError::UnsupportedEvent {
@@ -251,7 +261,8 @@ fn extract_auth(top: At<'_>) -> Result<Auth, DecodeError> {
     };
     let path = top.path.child(key);
     let a = At { map, path: &path };
-    let secret = |k: &str| -> Result<Option<Secret>, DecodeError> { Ok(a.str(k)?.map(Secret::new)) };
+    let secret =
+        |k: &str| -> Result<Option<Secret>, DecodeError> { Ok(a.str(k)?.map(Secret::new)) };
     Ok(Auth {
         member_id: a.req_str("member_id")?.to_owned(),
         domain: a.string("domain")?,
@@ -346,7 +357,11 @@ fn extract_message_item(item: At<'_>, kind: EventKind) -> Result<MessageItem, De
             files: extract_files(m),
         })
     })?;
-    let chat = with_map(item, "chat", |c| Ok(ExternalChat { id: c.string("id")? }))?;
+    let chat = with_map(item, "chat", |c| {
+        Ok(ExternalChat {
+            id: c.string("id")?,
+        })
+    })?;
     Ok(MessageItem { im, message, chat })
 }
 
@@ -398,7 +413,9 @@ fn extract_files(m: At<'_>) -> Vec<FileRef> {
             Node::Scalar(_) => None,
         })
         // An entry with none of the four fields carries nothing.
-        .filter(|f| f.name.is_some() || f.file_type.is_some() || f.link.is_some() || f.size.is_some())
+        .filter(|f| {
+            f.name.is_some() || f.file_type.is_some() || f.link.is_some() || f.size.is_some()
+        })
         .collect()
 }
 
@@ -430,8 +447,16 @@ fn extract_dialog_item(item: At<'_>) -> Result<DialogItem, DecodeError> {
                 close_term: s.int("close_term")?,
             })
         })?,
-        chat: with_map(item, "chat", |c| Ok(ExternalChat { id: c.string("id")? }))?,
-        user: with_map(item, "user", |u| Ok(ExternalUser { id: u.string("id")? }))?,
+        chat: with_map(item, "chat", |c| {
+            Ok(ExternalChat {
+                id: c.string("id")?,
+            })
+        })?,
+        user: with_map(item, "user", |u| {
+            Ok(ExternalUser {
+                id: u.string("id")?,
+            })
+        })?,
     })
 }
 
@@ -494,7 +519,10 @@ mod tests {
             (None, Ok(Form)),
             (Some(""), Ok(Form)),
             (Some("application/x-www-form-urlencoded"), Ok(Form)),
-            (Some("Application/X-WWW-Form-Urlencoded; charset=UTF-8"), Ok(Form)),
+            (
+                Some("Application/X-WWW-Form-Urlencoded; charset=UTF-8"),
+                Ok(Form),
+            ),
             (Some("application/json"), Ok(Json)),
             (Some("APPLICATION/JSON;charset=utf-8"), Ok(Json)),
         ] {
@@ -507,8 +535,14 @@ mod tests {
 
     #[test]
     fn scope_split() {
-        assert_eq!(split_scope("imconnector, imopenlines"), ["imconnector", "imopenlines"]);
-        assert_eq!(split_scope(" crm,placement ,,user_brief\t x "), ["crm", "placement", "user_brief", "x"]);
+        assert_eq!(
+            split_scope("imconnector, imopenlines"),
+            ["imconnector", "imopenlines"]
+        );
+        assert_eq!(
+            split_scope(" crm,placement ,,user_brief\t x "),
+            ["crm", "placement", "user_brief", "x"]
+        );
         assert!(split_scope(" , ").is_empty());
     }
 

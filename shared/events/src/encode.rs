@@ -136,7 +136,11 @@ fn yn(b: Option<bool>) -> Option<&'static str> {
 
 fn wire_auth(a: &Auth) -> Value {
     let mut m = Map::new();
-    put(&mut m, "access_token", a.access_token.as_ref().map(|s| s.expose()));
+    put(
+        &mut m,
+        "access_token",
+        a.access_token.as_ref().map(|s| s.expose()),
+    );
     put(&mut m, "expires", a.expires);
     put(&mut m, "expires_in", a.expires_in);
     if !a.scope.is_empty() {
@@ -148,7 +152,11 @@ fn wire_auth(a: &Auth) -> Value {
     put(&mut m, "client_endpoint", a.client_endpoint.as_deref());
     put(&mut m, "member_id", Some(&a.member_id));
     put(&mut m, "user_id", a.user_id);
-    put(&mut m, "refresh_token", a.refresh_token.as_ref().map(|s| s.expose()));
+    put(
+        &mut m,
+        "refresh_token",
+        a.refresh_token.as_ref().map(|s| s.expose()),
+    );
     put(
         &mut m,
         "application_token",

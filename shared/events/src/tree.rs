@@ -121,7 +121,11 @@ fn split_key(key: &str) -> Option<(String, Vec<&str>)> {
 }
 
 /// Builds the tree from a form body with PHP `parse_str` semantics.
-pub(crate) fn from_form(body: &[u8], max_depth: usize, max_keys: usize) -> Result<MapNode, DecodeError> {
+pub(crate) fn from_form(
+    body: &[u8],
+    max_depth: usize,
+    max_keys: usize,
+) -> Result<MapNode, DecodeError> {
     let mut root = MapNode::default();
     let mut count = 0usize;
     for (key, value) in form_urlencoded::parse(body) {
@@ -175,7 +179,11 @@ fn insert(root: &mut MapNode, base: &str, segments: &[&str], value: String) {
 }
 
 /// Builds the tree from a JSON body. The top level must be an object.
-pub(crate) fn from_json(body: &[u8], max_depth: usize, max_keys: usize) -> Result<MapNode, DecodeError> {
+pub(crate) fn from_json(
+    body: &[u8],
+    max_depth: usize,
+    max_keys: usize,
+) -> Result<MapNode, DecodeError> {
     let state = JsonState {
         keys: Cell::new(0),
         max_keys,
@@ -183,7 +191,12 @@ pub(crate) fn from_json(body: &[u8], max_depth: usize, max_keys: usize) -> Resul
         violation: Cell::new(None),
     };
     let mut de = serde_json::Deserializer::from_slice(body);
-    let node = match (NodeSeed { state: &state, depth: 0 }).deserialize(&mut de) {
+    let node = match (NodeSeed {
+        state: &state,
+        depth: 0,
+    })
+    .deserialize(&mut de)
+    {
         Ok(node) => node,
         Err(e) => {
             if let Some(v) = state.violation.take() {
@@ -354,7 +367,12 @@ mod tests {
 
     #[test]
     fn php_keys() {
-        let m = from_form(b"a%5Bb%5D%5B0%5D=x+y&c[]=1&c[]=2&c[7]=3&c[]=4&d.e=5&f[g=6", 32, 100).unwrap();
+        let m = from_form(
+            b"a%5Bb%5D%5B0%5D=x+y&c[]=1&c[]=2&c[7]=3&c[]=4&d.e=5&f[g=6",
+            32,
+            100,
+        )
+        .unwrap();
         assert_eq!(scalar(&m, &["a", "b", "0"]), Some("x y"));
         assert_eq!(scalar(&m, &["c", "0"]), Some("1"));
         assert_eq!(scalar(&m, &["c", "1"]), Some("2"));

@@ -24,7 +24,9 @@ const FIXTURES: &[(&str, EventKind)] = &[
 ];
 
 fn path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn read(name: &str) -> Vec<u8> {
@@ -58,7 +60,8 @@ fn every_fixture_decodes_the_same_from_form_and_json() {
 fn encoder_matches_php_http_build_query() {
     for (name, _) in FIXTURES {
         let php = String::from_utf8(read(&format!("{name}.form"))).unwrap();
-        let value: serde_json::Value = serde_json::from_slice(&read(&format!("{name}.json"))).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_slice(&read(&format!("{name}.json"))).unwrap();
         let ours = encode::php_form(&value);
         let mut a: Vec<&str> = php.split('&').collect();
         let mut b: Vec<&str> = ours.split('&').collect();
@@ -72,7 +75,9 @@ fn encoder_matches_php_http_build_query() {
 #[test]
 fn form_fixture_spot_checks() {
     let f1 = String::from_utf8(read("f01_message_add.form")).unwrap();
-    assert!(f1.starts_with("event=ONIMCONNECTORMESSAGEADD&event_handler_id=555&data%5BCONNECTOR%5D=myconnector&"));
+    assert!(f1.starts_with(
+        "event=ONIMCONNECTORMESSAGEADD&event_handler_id=555&data%5BCONNECTOR%5D=myconnector&"
+    ));
     assert!(f1.contains("&data%5BMESSAGES%5D%5B0%5D%5Bim%5D%5Bchat_id%5D=1807&"));
     assert!(f1.contains("&auth%5Bscope%5D=imconnector%2C+imopenlines&"));
     assert!(f1.contains("&auth%5Bserver_endpoint%5D=https%3A%2F%2Foauth.bitrix24.tech%2Frest%2F&"));

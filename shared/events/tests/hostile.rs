@@ -26,7 +26,12 @@ fn garbage_gives_errors_not_panics() {
     for body in &bodies {
         for ct in CTS {
             let err = decode(body, ct).unwrap_err();
-            assert_eq!(err.status(), 400, "{:?} {ct:?}: {err}", String::from_utf8_lossy(body));
+            assert_eq!(
+                err.status(),
+                400,
+                "{:?} {ct:?}: {err}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }
@@ -34,11 +39,18 @@ fn garbage_gives_errors_not_panics() {
 #[test]
 fn invalid_utf8_is_decoded_lossily_or_refused() {
     // Form: bytes are percent-decoded then read as lossy UTF-8.
-    let e = decode(b"event=ONAPPINSTALL&auth[member_id]=m%FF%FE&data[VERSION]=\xff1", None).unwrap();
+    let e = decode(
+        b"event=ONAPPINSTALL&auth[member_id]=m%FF%FE&data[VERSION]=\xff1",
+        None,
+    )
+    .unwrap();
     assert_eq!(e.auth.member_id, "m\u{fffd}\u{fffd}");
     // JSON: invalid UTF-8 is a syntax error.
     let err = decode(b"{\"event\":\"\xff\"}", Some("application/json")).unwrap_err();
-    assert!(err.to_string().starts_with("invalid JSON body at line 1"), "{err}");
+    assert!(
+        err.to_string().starts_with("invalid JSON body at line 1"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -56,7 +68,11 @@ fn deep_nesting_is_refused() {
     assert_eq!(err, DecodeError::TooDeep { limit: 32 });
 
     // A caller asking for more still gets at most 100 (stack safety).
-    let limits = Limits { max_depth: usize::MAX, max_body_bytes: usize::MAX, ..Limits::default() };
+    let limits = Limits {
+        max_depth: usize::MAX,
+        max_body_bytes: usize::MAX,
+        ..Limits::default()
+    };
     let err = decode_with(format!("{key}=1").as_bytes(), None, &limits).unwrap_err();
     assert_eq!(err, DecodeError::TooDeep { limit: 100 });
     let json = "[".repeat(100_000) + &"]".repeat(100_000);
@@ -70,7 +86,10 @@ fn hundred_thousand_keys_is_refused_quickly() {
     for i in 0..100_000 {
         body.push_str(&format!("&data[x][{i}]=1"));
     }
-    let limits = Limits { max_body_bytes: usize::MAX, ..Limits::default() };
+    let limits = Limits {
+        max_body_bytes: usize::MAX,
+        ..Limits::default()
+    };
     let t = Instant::now();
     let err = decode_with(body.as_bytes(), None, &limits).unwrap_err();
     assert_eq!(err, DecodeError::TooManyKeys { limit: 10_000 });
@@ -95,7 +114,9 @@ fn hundred_thousand_keys_is_refused_quickly() {
 fn huge_index_allocates_nothing() {
     let body = "event=ONIMCONNECTORMESSAGEUPDATE&auth[member_id]=m&data[MESSAGES][99999999999][im][chat_id]=1&data[MESSAGES][99999999999][im][message_id]=2&data[MESSAGES][99999999999][message][id][9223372036854775807]=x&data[MESSAGES][99999999999][message][id][]=y&data[MESSAGES][-5][im][chat_id]=3&data[MESSAGES][-5][im][message_id]=4";
     let e = decode(body.as_bytes(), None).unwrap();
-    let b24_events::EventData::Messages(m) = &e.data else { panic!() };
+    let b24_events::EventData::Messages(m) = &e.data else {
+        panic!()
+    };
     assert_eq!(m.messages.len(), 2);
     assert_eq!(m.messages[0].im.message_id, 4);
     assert_eq!(m.messages[1].message.ids, ["x"]);
@@ -106,9 +127,20 @@ fn body_size_limit_is_413() {
     let body = vec![b'a'; 1024 * 1024 + 1];
     let err = decode(&body, None).unwrap_err();
     assert_eq!(err.status(), 413);
-    assert_eq!(err.to_string(), "body too large: 1048577 bytes (limit 1048576)");
-    let limits = Limits { max_body_bytes: 10, ..Limits::default() };
-    assert_eq!(decode_with(b"event=ONAPPINSTALL", None, &limits).unwrap_err().status(), 413);
+    assert_eq!(
+        err.to_string(),
+        "body too large: 1048577 bytes (limit 1048576)"
+    );
+    let limits = Limits {
+        max_body_bytes: 10,
+        ..Limits::default()
+    };
+    assert_eq!(
+        decode_with(b"event=ONAPPINSTALL", None, &limits)
+            .unwrap_err()
+            .status(),
+        413
+    );
 }
 
 #[test]

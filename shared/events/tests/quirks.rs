@@ -35,15 +35,21 @@ fn messages_under_legacy_data_key() {
 fn message_id_array_or_scalar_becomes_a_list() {
     let e = ok(&format!("event=ONIMCONNECTORMESSAGEUPDATE&{AUTH}&{MSG}&data[MESSAGES][0][message][id][0]=a&data[MESSAGES][0][message][id][1]=b"));
     assert_eq!(messages(&e).messages[0].message.ids, ["a", "b"]);
-    let e = ok(&format!("event=ONIMCONNECTORMESSAGEDELETE&{AUTH}&{MSG}&data[MESSAGES][0][message][id]=a"));
+    let e = ok(&format!(
+        "event=ONIMCONNECTORMESSAGEDELETE&{AUTH}&{MSG}&data[MESSAGES][0][message][id]=a"
+    ));
     assert_eq!(messages(&e).messages[0].message.ids, ["a"]);
-    let e = ok(&format!("event=ONIMCONNECTORMESSAGEDELETE&{AUTH}&{MSG}&data[MESSAGES][0][message][id]="));
+    let e = ok(&format!(
+        "event=ONIMCONNECTORMESSAGEDELETE&{AUTH}&{MSG}&data[MESSAGES][0][message][id]="
+    ));
     assert!(messages(&e).messages[0].message.ids.is_empty());
 }
 
 #[test]
 fn message_ids_always_empty_for_message_add() {
-    let e = ok(&format!("event=ONIMCONNECTORMESSAGEADD&{AUTH}&{MSG}&data[MESSAGES][0][message][id][0]=a"));
+    let e = ok(&format!(
+        "event=ONIMCONNECTORMESSAGEADD&{AUTH}&{MSG}&data[MESSAGES][0][message][id][0]=a"
+    ));
     assert!(messages(&e).messages[0].message.ids.is_empty());
 }
 
@@ -52,7 +58,11 @@ fn message_list_sorted_by_index_with_gaps() {
     let e = ok(&format!(
         "event=ONIMCONNECTORMESSAGEADD&{AUTH}&data[MESSAGES][10][im][chat_id]=1&data[MESSAGES][10][im][message_id]=30&data[MESSAGES][2][im][chat_id]=1&data[MESSAGES][2][im][message_id]=20&data[MESSAGES][99999999999][im][chat_id]=1&data[MESSAGES][99999999999][im][message_id]=40"
     ));
-    let ids: Vec<i64> = messages(&e).messages.iter().map(|m| m.im.message_id).collect();
+    let ids: Vec<i64> = messages(&e)
+        .messages
+        .iter()
+        .map(|m| m.im.message_id)
+        .collect();
     assert_eq!(ids, [20, 30, 40]);
 }
 
@@ -66,18 +76,27 @@ fn append_brackets_build_lists() {
 
 #[test]
 fn brackets_raw_or_percent_encoded_and_plus_as_space() {
-    let a = ok(&format!("event=ONIMCONNECTORMESSAGEADD&{AUTH}&{MSG}&data[MESSAGES][0][message][text]=a+b%20c"));
+    let a = ok(&format!(
+        "event=ONIMCONNECTORMESSAGEADD&{AUTH}&{MSG}&data[MESSAGES][0][message][text]=a+b%20c"
+    ));
     let b = ok(&format!(
         "event=ONIMCONNECTORMESSAGEADD&{AUTH}&data%5BMESSAGES%5D%5B0%5D%5Bim%5D%5Bchat_id%5D=1&data%5bMESSAGES%5d%5b0%5d%5bim%5d%5bmessage_id%5d=2&data%5BMESSAGES%5D%5B0%5D%5Bmessage%5D%5Btext%5D=a+b%20c"
     ));
     assert_eq!(a, b);
-    assert_eq!(messages(&a).messages[0].message.text.as_deref(), Some("a b c"));
+    assert_eq!(
+        messages(&a).messages[0].message.text.as_deref(),
+        Some("a b c")
+    );
 }
 
 #[test]
 fn status_delete_keys_in_lower_or_upper_case() {
-    let lower = ok(&format!("event=ONIMCONNECTORSTATUSDELETE&{AUTH}&data[connector]=MyConn&data[line]=7"));
-    let upper = ok(&format!("event=ONIMCONNECTORSTATUSDELETE&{AUTH}&data[CONNECTOR]=myconn&data[LINE]=7"));
+    let lower = ok(&format!(
+        "event=ONIMCONNECTORSTATUSDELETE&{AUTH}&data[connector]=MyConn&data[line]=7"
+    ));
+    let upper = ok(&format!(
+        "event=ONIMCONNECTORSTATUSDELETE&{AUTH}&data[CONNECTOR]=myconn&data[LINE]=7"
+    ));
     assert_eq!(lower, upper);
     assert_eq!(lower.connector(), Some("myconn"));
     assert_eq!(lower.line(), Some(7));
@@ -85,7 +104,9 @@ fn status_delete_keys_in_lower_or_upper_case() {
 
 #[test]
 fn keys_looked_up_case_insensitively_exact_match_preferred() {
-    let e = ok(&format!("event=ONIMCONNECTORSTATUSDELETE&{AUTH}&data[Connector]=x&data[connector]=y&data[LINE]=1"));
+    let e = ok(&format!(
+        "event=ONIMCONNECTORSTATUSDELETE&{AUTH}&data[Connector]=x&data[connector]=y&data[LINE]=1"
+    ));
     assert_eq!(e.connector(), Some("y"));
     let e = ok("EVENT=onappinstall&AUTH[MEMBER_ID]=m");
     assert_eq!(e.auth.member_id, "m");
@@ -99,23 +120,48 @@ fn line_delete_scalar_data() {
 
 #[test]
 fn line_delete_legacy_line_id_and_line() {
-    assert_eq!(ok(&format!("event=ONIMCONNECTORLINEDELETE&{AUTH}&data[LINE_ID]=5")).line(), Some(5));
-    assert_eq!(ok(&format!("event=ONIMCONNECTORLINEDELETE&{AUTH}&data[LINE]=6")).line(), Some(6));
+    assert_eq!(
+        ok(&format!(
+            "event=ONIMCONNECTORLINEDELETE&{AUTH}&data[LINE_ID]=5"
+        ))
+        .line(),
+        Some(5)
+    );
+    assert_eq!(
+        ok(&format!(
+            "event=ONIMCONNECTORLINEDELETE&{AUTH}&data[LINE]=6"
+        ))
+        .line(),
+        Some(6)
+    );
     let err = form(&format!("event=ONIMCONNECTORLINEDELETE&{AUTH}")).unwrap_err();
     assert_eq!(err.to_string(), "missing data");
 }
 
 #[test]
 fn event_id_or_event_handler_id_is_the_handler_id() {
-    assert_eq!(ok(&format!("event=ONAPPINSTALL&{AUTH}&event_handler_id=5")).handler_id, Some(5));
-    assert_eq!(ok(&format!("event=ONIMCONNECTORDIALOGSTART&{AUTH}&eventId=6")).handler_id, Some(6));
+    assert_eq!(
+        ok(&format!("event=ONAPPINSTALL&{AUTH}&event_handler_id=5")).handler_id,
+        Some(5)
+    );
+    assert_eq!(
+        ok(&format!("event=ONIMCONNECTORDIALOGSTART&{AUTH}&eventId=6")).handler_id,
+        Some(6)
+    );
     assert_eq!(ok(&format!("event=ONAPPINSTALL&{AUTH}")).handler_id, None);
 }
 
 #[test]
 fn event_code_in_any_case() {
-    for code in ["onimconnectormessageadd", "OnImConnectorMessageAdd", "ONIMCONNECTORMESSAGEADD"] {
-        assert_eq!(ok(&format!("event={code}&{AUTH}")).kind, EventKind::MessageAdd);
+    for code in [
+        "onimconnectormessageadd",
+        "OnImConnectorMessageAdd",
+        "ONIMCONNECTORMESSAGEADD",
+    ] {
+        assert_eq!(
+            ok(&format!("event={code}&{AUTH}")).kind,
+            EventKind::MessageAdd
+        );
     }
 }
 
@@ -138,7 +184,10 @@ fn integers_converted_with_error_naming_the_field() {
     ))
     .unwrap_err();
     assert_eq!(err.status(), 400);
-    assert_eq!(err.to_string(), "invalid integer in data[MESSAGES][0][im][chat_id]");
+    assert_eq!(
+        err.to_string(),
+        "invalid integer in data[MESSAGES][0][im][chat_id]"
+    );
     let err = form(&format!("event=ONAPPINSTALL&{AUTH}&ts=soon")).unwrap_err();
     assert_eq!(err.to_string(), "invalid integer in ts");
     let err = form(&format!("event=ONAPPINSTALL&{AUTH}&auth[user_id]=x")).unwrap_err();
@@ -147,11 +196,15 @@ fn integers_converted_with_error_naming_the_field() {
 
 #[test]
 fn empty_string_for_optional_field_is_none() {
-    let e = ok(&format!("event=ONAPPINSTALL&{AUTH}&ts=&auth[domain]=&auth[user_id]=&data[VERSION]=&data[ACTIVE]="));
+    let e = ok(&format!(
+        "event=ONAPPINSTALL&{AUTH}&ts=&auth[domain]=&auth[user_id]=&data[VERSION]=&data[ACTIVE]="
+    ));
     assert_eq!(e.ts, None);
     assert_eq!(e.auth.domain, None);
     assert_eq!(e.auth.user_id, None);
-    let EventData::App(app) = &e.data else { panic!() };
+    let EventData::App(app) = &e.data else {
+        panic!()
+    };
     assert_eq!(app.version, None);
     assert_eq!(app.active, None);
 }
@@ -161,16 +214,25 @@ fn connector_ids_lower_cased() {
     let e = ok(&format!(
         "event=ONIMCONNECTORDIALOGSTART&{AUTH}&data[CONNECTOR]=MyConn&data[DATA][0][connector][connector_id]=MyConn&data[DATA][0][session][id]=1"
     ));
-    let EventData::Dialogs(d) = &e.data else { panic!() };
+    let EventData::Dialogs(d) = &e.data else {
+        panic!()
+    };
     assert_eq!(d.connector.as_deref(), Some("myconn"));
-    assert_eq!(d.dialogs[0].connector.connector_id.as_deref(), Some("myconn"));
-    let e = ok(&format!("event=ONIMCONNECTORMESSAGEADD&{AUTH}&data[CONNECTOR]=ABC"));
+    assert_eq!(
+        d.dialogs[0].connector.connector_id.as_deref(),
+        Some("myconn")
+    );
+    let e = ok(&format!(
+        "event=ONIMCONNECTORMESSAGEADD&{AUTH}&data[CONNECTOR]=ABC"
+    ));
     assert_eq!(e.connector(), Some("abc"));
 }
 
 #[test]
 fn scope_split_on_commas_and_whitespace() {
-    let e = ok(&format!("event=ONAPPINSTALL&{AUTH}&auth[scope]=imconnector%2C+imopenlines+crm%2C%2Cim"));
+    let e = ok(&format!(
+        "event=ONAPPINSTALL&{AUTH}&auth[scope]=imconnector%2C+imopenlines+crm%2C%2Cim"
+    ));
     assert_eq!(e.auth.scope, ["imconnector", "imopenlines", "crm", "im"]);
     let e = ok(&format!("event=ONAPPINSTALL&{AUTH}"));
     assert!(e.auth.scope.is_empty());
@@ -200,21 +262,37 @@ fn undocumented_message_files_kept() {
     assert_eq!(files[0].file_type.as_deref(), Some("image"));
     assert_eq!(files[0].link.as_deref(), Some("https://x/a"));
     assert_eq!(files[0].size, Some(123));
-    assert_eq!(e.to_json()["data"]["messages"][0]["message"]["files"][0]["type"], "image");
+    assert_eq!(
+        e.to_json()["data"]["messages"][0]["message"]["files"][0]["type"],
+        "image"
+    );
 }
 
 #[test]
 fn y_n_and_1_0_and_true_false_are_booleans() {
-    for (v, want) in [("Y", true), ("N", false), ("1", true), ("0", false), ("true", true), ("false", false)] {
-        let e = ok(&format!("event=ONAPPINSTALL&{AUTH}&data[ACTIVE]={v}&data[INSTALLED]={v}"));
-        let EventData::App(app) = &e.data else { panic!() };
+    for (v, want) in [
+        ("Y", true),
+        ("N", false),
+        ("1", true),
+        ("0", false),
+        ("true", true),
+        ("false", false),
+    ] {
+        let e = ok(&format!(
+            "event=ONAPPINSTALL&{AUTH}&data[ACTIVE]={v}&data[INSTALLED]={v}"
+        ));
+        let EventData::App(app) = &e.data else {
+            panic!()
+        };
         assert_eq!(app.active, Some(want), "{v}");
         assert_eq!(app.installed, Some(want), "{v}");
     }
     let err = form(&format!("event=ONAPPINSTALL&{AUTH}&data[ACTIVE]=maybe")).unwrap_err();
     assert_eq!(err.to_string(), "invalid boolean in data[ACTIVE]");
     let e = ok(&format!("event=ONIMCONNECTORDIALOGFINISH&{AUTH}&data[DATA][0][session][id]=1&data[DATA][0][session][closed]=Y"));
-    let EventData::Dialogs(d) = &e.data else { panic!() };
+    let EventData::Dialogs(d) = &e.data else {
+        panic!()
+    };
     assert_eq!(d.dialogs[0].session.closed, Some(true));
 }
 
@@ -222,7 +300,9 @@ fn y_n_and_1_0_and_true_false_are_booleans() {
 fn clean_1_or_0() {
     let clean = |v: &str| {
         let e = ok(&format!("event=ONAPPUNINSTALL&{AUTH}{v}"));
-        let EventData::AppUninstall(u) = e.data else { panic!() };
+        let EventData::AppUninstall(u) = e.data else {
+            panic!()
+        };
         u.clean
     };
     assert!(clean("&data[CLEAN]=1"));
@@ -235,7 +315,10 @@ fn required_fields_missing() {
     let cases = [
         ("auth[member_id]=m", "missing event"),
         ("event=ONAPPINSTALL", "missing auth[member_id]"),
-        ("event=ONAPPINSTALL&auth[member_id]=", "missing auth[member_id]"),
+        (
+            "event=ONAPPINSTALL&auth[member_id]=",
+            "missing auth[member_id]",
+        ),
         ("event=ONAPPINSTALL&auth=x", "invalid auth: expected a map"),
         (
             "event=ONIMCONNECTORMESSAGEADD&auth[member_id]=m&data[MESSAGES][0][im][chat_id]=1",
@@ -249,10 +332,22 @@ fn required_fields_missing() {
             "event=ONIMCONNECTORDIALOGSTART&auth[member_id]=m&data[DATA][0][chat][id]=1",
             "missing data[DATA][0][session][id]",
         ),
-        ("event=ONIMCONNECTORSTATUSDELETE&auth[member_id]=m&data[line]=1", "missing data[connector]"),
-        ("event=ONIMCONNECTORSTATUSDELETE&auth[member_id]=m&data[connector]=c", "missing data[line]"),
-        ("event=ONIMCONNECTORMESSAGEADD&auth[member_id]=m&data[MESSAGES]=x", "invalid data[MESSAGES]: expected a map"),
-        ("event=ONAPPINSTALL&auth[member_id]=m&auth[domain][x]=1", "invalid auth[domain]: expected a single value"),
+        (
+            "event=ONIMCONNECTORSTATUSDELETE&auth[member_id]=m&data[line]=1",
+            "missing data[connector]",
+        ),
+        (
+            "event=ONIMCONNECTORSTATUSDELETE&auth[member_id]=m&data[connector]=c",
+            "missing data[line]",
+        ),
+        (
+            "event=ONIMCONNECTORMESSAGEADD&auth[member_id]=m&data[MESSAGES]=x",
+            "invalid data[MESSAGES]: expected a map",
+        ),
+        (
+            "event=ONAPPINSTALL&auth[member_id]=m&auth[domain][x]=1",
+            "invalid auth[domain]: expected a single value",
+        ),
     ];
     for (body, want) in cases {
         let err = form(body).unwrap_err();
@@ -283,10 +378,18 @@ fn json_and_form_decode_identically() {
 #[test]
 fn content_type_with_charset_and_any_case() {
     let body = format!("event=ONAPPINSTALL&{AUTH}");
-    for ct in [None, Some(""), Some("application/x-www-form-urlencoded; charset=UTF-8"), Some("APPLICATION/X-WWW-FORM-URLENCODED")] {
+    for ct in [
+        None,
+        Some(""),
+        Some("application/x-www-form-urlencoded; charset=UTF-8"),
+        Some("APPLICATION/X-WWW-FORM-URLENCODED"),
+    ] {
         decode(body.as_bytes(), ct).unwrap();
     }
     let err = decode(body.as_bytes(), Some("multipart/form-data; boundary=x")).unwrap_err();
     assert_eq!(err.status(), 415);
-    assert_eq!(err.to_string(), "unsupported content type multipart/form-data");
+    assert_eq!(
+        err.to_string(),
+        "unsupported content type multipart/form-data"
+    );
 }

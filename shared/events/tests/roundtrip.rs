@@ -31,7 +31,13 @@ fn auth() -> impl Strategy<Value = Auth> {
         (secret(), secret(), secret()),
     )
         .prop_map(
-            |(member_id, (domain, client_endpoint, server_endpoint, status), scope, (user_id, expires, expires_in), (access_token, refresh_token, application_token))| Auth {
+            |(
+                member_id,
+                (domain, client_endpoint, server_endpoint, status),
+                scope,
+                (user_id, expires, expires_in),
+                (access_token, refresh_token, application_token),
+            )| Auth {
                 member_id,
                 domain,
                 client_endpoint,
@@ -49,67 +55,158 @@ fn auth() -> impl Strategy<Value = Auth> {
 }
 
 fn file() -> impl Strategy<Value = FileRef> {
-    (text(), opt_text(), opt_text(), option::of(0i64..1 << 40)).prop_map(|(name, file_type, link, size)| FileRef {
-        name: Some(name),
-        file_type,
-        link,
-        size,
-    })
-}
-
-fn message(kind: EventKind) -> impl Strategy<Value = MessageItem> {
-    let ids = if kind == EventKind::MessageAdd { vec(text(), 0..1).boxed() } else { vec(text(), 0..4).boxed() };
-    (int(), int(), option::of(int()), opt_text(), ids, vec(file(), 0..3), opt_text()).prop_map(
-        |(chat_id, message_id, user_id, text, ids, files, chat)| MessageItem {
-            im: ImRef { chat_id, message_id },
-            message: MessageBody { user_id, text, ids, files },
-            chat: ExternalChat { id: chat },
+    (text(), opt_text(), opt_text(), option::of(0i64..1 << 40)).prop_map(
+        |(name, file_type, link, size)| FileRef {
+            name: Some(name),
+            file_type,
+            link,
+            size,
         },
     )
 }
 
+fn message(kind: EventKind) -> impl Strategy<Value = MessageItem> {
+    let ids = if kind == EventKind::MessageAdd {
+        vec(text(), 0..1).boxed()
+    } else {
+        vec(text(), 0..4).boxed()
+    };
+    (
+        int(),
+        int(),
+        option::of(int()),
+        opt_text(),
+        ids,
+        vec(file(), 0..3),
+        opt_text(),
+    )
+        .prop_map(
+            |(chat_id, message_id, user_id, text, ids, files, chat)| MessageItem {
+                im: ImRef {
+                    chat_id,
+                    message_id,
+                },
+                message: MessageBody {
+                    user_id,
+                    text,
+                    ids,
+                    files,
+                },
+                chat: ExternalChat { id: chat },
+            },
+        )
+}
+
 fn dialog() -> impl Strategy<Value = DialogItem> {
     (
-        (option::of(ident()), option::of(int()), opt_text(), opt_text()),
-        (int(), option::of(any::<bool>()), option::of(int()), option::of(int())),
+        (
+            option::of(ident()),
+            option::of(int()),
+            opt_text(),
+            opt_text(),
+        ),
+        (
+            int(),
+            option::of(any::<bool>()),
+            option::of(int()),
+            option::of(int()),
+        ),
         opt_text(),
         opt_text(),
     )
-        .prop_map(|((connector_id, line_id, chat_id, user_id), (id, closed, parent_id, close_term), chat, user)| DialogItem {
-            connector: DialogConnector { connector_id, line_id, chat_id, user_id },
-            session: Session { id, closed, parent_id, close_term },
-            chat: ExternalChat { id: chat },
-            user: ExternalUser { id: user },
-        })
+        .prop_map(
+            |(
+                (connector_id, line_id, chat_id, user_id),
+                (id, closed, parent_id, close_term),
+                chat,
+                user,
+            )| DialogItem {
+                connector: DialogConnector {
+                    connector_id,
+                    line_id,
+                    chat_id,
+                    user_id,
+                },
+                session: Session {
+                    id,
+                    closed,
+                    parent_id,
+                    close_term,
+                },
+                chat: ExternalChat { id: chat },
+                user: ExternalUser { id: user },
+            },
+        )
 }
 
 fn data(kind: EventKind) -> BoxedStrategy<EventData> {
     match kind {
-        EventKind::MessageAdd | EventKind::MessageUpdate | EventKind::MessageDelete => {
-            (option::of(ident()), option::of(int()), vec(message(kind), 0..4))
-                .prop_map(|(connector, line, messages)| EventData::Messages(MessagesData { connector, line, messages }))
+        EventKind::MessageAdd | EventKind::MessageUpdate | EventKind::MessageDelete => (
+            option::of(ident()),
+            option::of(int()),
+            vec(message(kind), 0..4),
+        )
+            .prop_map(|(connector, line, messages)| {
+                EventData::Messages(MessagesData {
+                    connector,
+                    line,
+                    messages,
+                })
+            })
+            .boxed(),
+        EventKind::DialogStart | EventKind::DialogFinish => {
+            (option::of(ident()), option::of(int()), vec(dialog(), 0..3))
+                .prop_map(|(connector, line, dialogs)| {
+                    EventData::Dialogs(DialogsData {
+                        connector,
+                        line,
+                        dialogs,
+                    })
+                })
                 .boxed()
         }
-        EventKind::DialogStart | EventKind::DialogFinish => (option::of(ident()), option::of(int()), vec(dialog(), 0..3))
-            .prop_map(|(connector, line, dialogs)| EventData::Dialogs(DialogsData { connector, line, dialogs }))
-            .boxed(),
         EventKind::StatusDelete => (ident(), int())
-            .prop_map(|(connector, line)| EventData::StatusDelete(StatusDeleteData { connector, line }))
+            .prop_map(|(connector, line)| {
+                EventData::StatusDelete(StatusDeleteData { connector, line })
+            })
             .boxed(),
-        EventKind::LineDelete => int().prop_map(|line| EventData::LineDelete(LineDeleteData { line })).boxed(),
-        EventKind::AppInstall | EventKind::AppUpdate => (opt_text(), option::of(any::<bool>()), option::of(any::<bool>()), option::of(ident()))
-            .prop_map(|(version, active, installed, language_id)| EventData::App(AppData { version, active, installed, language_id }))
+        EventKind::LineDelete => int()
+            .prop_map(|line| EventData::LineDelete(LineDeleteData { line }))
+            .boxed(),
+        EventKind::AppInstall | EventKind::AppUpdate => (
+            opt_text(),
+            option::of(any::<bool>()),
+            option::of(any::<bool>()),
+            option::of(ident()),
+        )
+            .prop_map(|(version, active, installed, language_id)| {
+                EventData::App(AppData {
+                    version,
+                    active,
+                    installed,
+                    language_id,
+                })
+            })
             .boxed(),
         EventKind::AppUninstall => (option::of(ident()), any::<bool>())
-            .prop_map(|(language_id, clean)| EventData::AppUninstall(AppUninstallData { language_id, clean }))
+            .prop_map(|(language_id, clean)| {
+                EventData::AppUninstall(AppUninstallData { language_id, clean })
+            })
             .boxed(),
     }
 }
 
 fn event() -> impl Strategy<Value = Event> {
     proptest::sample::select(EventKind::ALL.to_vec()).prop_flat_map(|kind| {
-        (option::of(int()), option::of(int()), auth(), data(kind))
-            .prop_map(move |(handler_id, ts, auth, data)| Event { kind, handler_id, ts, auth, data })
+        (option::of(int()), option::of(int()), auth(), data(kind)).prop_map(
+            move |(handler_id, ts, auth, data)| Event {
+                kind,
+                handler_id,
+                ts,
+                auth,
+                data,
+            },
+        )
     })
 }
 

@@ -21,7 +21,10 @@ fn assert_clean(s: &str) {
 fn no_token_in_errors_debug_or_json() {
     // Successful decode: Debug and JSON are redacted.
     let e = decode(body("&event=ONAPPINSTALL").as_bytes(), None).unwrap();
-    assert_eq!(e.auth.application_token.as_ref().unwrap().expose(), TOKENS[2]);
+    assert_eq!(
+        e.auth.application_token.as_ref().unwrap().expose(),
+        TOKENS[2]
+    );
     assert_clean(&format!("{e:?}"));
     assert_clean(&e.to_json_string());
     assert_clean(&format!("{:#?}", e.auth));
@@ -49,7 +52,11 @@ fn no_token_in_errors_debug_or_json() {
     )
     .unwrap_err();
     assert_clean(&err.to_string());
-    let err = decode(br#"{"auth":{"application_token":"APPSECRET789"}, APPSECRET789}"#, Some("application/json")).unwrap_err();
+    let err = decode(
+        br#"{"auth":{"application_token":"APPSECRET789"}, APPSECRET789}"#,
+        Some("application/json"),
+    )
+    .unwrap_err();
     assert_clean(&err.to_string());
     assert_clean(&format!("{err:?}"));
     let err = decode(b"x", Some("text/APPSECRET789")).unwrap_err();
