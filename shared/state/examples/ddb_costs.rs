@@ -2,7 +2,7 @@
 //! (`cargo run -p b24-state --example ddb_costs`); the numbers go into BENCHMARKS.md.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 use b24_events::{Event, EventKind, Secret};
@@ -44,7 +44,13 @@ fn item_size(v: &Value) -> usize {
 
 /// Write units of the last transaction as real DynamoDB bills them: 2 per started KB of each
 /// item written (the larger of the old and new image).
-fn billed_units(e: &Event, stale: bool, before: &[Value], after: &[Value]) -> u64 {
+fn billed_units(
+    e: &Event,
+    stale: bool,
+    seen: &mut std::collections::HashSet<b24_state::item::Key>,
+    before: &[Value],
+    after: &[Value],
+) -> u64 {
     let p = b24_state::transition::plan(e, 5, 30);
     let find = |recs: &[Value], pk: &str, sk: &str| {
         recs.iter()
@@ -56,7 +62,16 @@ fn billed_units(e: &Event, stale: bool, before: &[Value], after: &[Value]) -> u6
     for c in &p.chunks {
         let mut keys = vec![c.record_key.clone()];
         if !stale {
-            keys.extend(c.writes.iter().map(|w| w.update.key.clone()));
+            // A "seen" write is sent once per process (DynamoStore remembers it).
+            keys.extend(
+                c.writes
+                    .iter()
+                    .filter(|w| {
+                        w.role == b24_state::transition::Role::Primary
+                            || seen.insert(w.update.key.clone())
+                    })
+                    .map(|w| w.update.key.clone()),
+            );
         }
         for k in keys {
             let s = find(before, &k.pk, &k.sk).max(find(after, &k.pk, &k.sk));
@@ -83,6 +98,7 @@ async fn main() {
         AuthCheck::Verified(_)
     ));
 
+    let mut seen = std::collections::HashSet::new();
     let mut rows: Vec<(String, Event)> = Vec::new();
     for e in all_ten(member) {
         if e.kind != EventKind::AppUninstall {
@@ -138,7 +154,7 @@ async fn main() {
         let billed = if outcome == "duplicate" {
             0
         } else {
-            billed_units(&e, outcome == "stale", &before, &after)
+            billed_units(&e, outcome == "stale", &mut seen, &before, &after)
         };
         println!("| {label} | {outcome} | {auth_requests} | {requests} | {units} | {billed} |");
         if matches!(e.kind, EventKind::AppInstall | EventKind::AppUpdate) {

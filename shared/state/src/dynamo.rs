@@ -15,7 +15,8 @@ use b24_events::Event;
 use serde_json::{Number, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The DynamoDB-backed [`Store`] (one table, see [`crate::schema`]).
 #[derive(Debug)]
@@ -25,7 +26,13 @@ pub struct DynamoStore {
     ttl_days: i64,
     requests: AtomicU64,
     write_milli_units: AtomicU64,
+    seen: Mutex<HashMap<Key, Instant>>,
 }
+
+/// How long this process trusts that it wrote a connector's "seen" record.
+const SEEN_TTL: Duration = Duration::from_secs(600);
+/// Entries kept at most in the "seen" cache (cleared when full).
+const SEEN_CAPACITY: usize = 10_000;
 
 impl DynamoStore {
     /// A store on `table` using `client`.
@@ -36,6 +43,7 @@ impl DynamoStore {
             ttl_days: transition::DEFAULT_EVENT_TTL_DAYS,
             requests: AtomicU64::new(0),
             write_milli_units: AtomicU64::new(0),
+            seen: Mutex::new(HashMap::new()),
         }
     }
 
@@ -47,7 +55,16 @@ impl DynamoStore {
             .filter(|t| !t.trim().is_empty())
             .ok_or_else(|| StoreError::Config(format!("{} is not set", schema::TABLE_NAME_ENV)))?;
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Ok(DynamoStore::new(Client::new(&config), table))
+        // Bitrix24's queue waits for our answer: fail fast (→ 503) rather than hang.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .operation_attempt_timeout(Duration::from_secs(3))
+            .operation_timeout(Duration::from_secs(8))
+            .build();
+        let conf = aws_sdk_dynamodb::config::Builder::from(&config)
+            .timeout_config(timeouts)
+            .build();
+        Ok(DynamoStore::new(Client::from_conf(conf), table))
     }
 
     /// Event records expire after `days` days (default 30).
@@ -163,6 +180,19 @@ impl Store for DynamoStore {
 }
 
 impl Backend for DynamoStore {
+    fn seen_recently(&self, key: &Key) -> bool {
+        let seen = self.seen.lock().expect("seen cache lock");
+        seen.get(key).is_some_and(|at| at.elapsed() < SEEN_TTL)
+    }
+
+    fn mark_seen(&self, key: &Key) {
+        let mut seen = self.seen.lock().expect("seen cache lock");
+        if seen.len() >= SEEN_CAPACITY {
+            seen.clear();
+        }
+        seen.insert(key.clone(), Instant::now());
+    }
+
     async fn transact(&self, writes: Vec<Write>) -> Result<TxResult, StoreError> {
         let items: Vec<TransactWriteItem> = writes
             .iter()
@@ -224,6 +254,11 @@ impl Backend for DynamoStore {
     }
 
     async fn purge_portal(&self, member_id: &str) -> Result<(), StoreError> {
+        let pk = schema::portal_pk(member_id);
+        self.seen
+            .lock()
+            .expect("seen cache lock")
+            .retain(|k, _| k.pk != pk);
         let mut keys = Vec::new();
         for pk in schema::portal_partitions(member_id) {
             keys.extend(self.query_partition(&pk, true).await?);
