@@ -44,3 +44,62 @@ async fn long_texts_are_truncated() {
 async fn clean_uninstall_purges_that_portal_only() {
     clean_uninstall_purges_only_that_portal(mem).await;
 }
+
+/// A backend that answers `TransactionConflict` a number of times before letting transactions
+/// through (DynamoDB Local serializes transactions, so the retry path is tested here).
+struct Conflicting {
+    inner: b24_state::MemoryStore,
+    conflicts_left: std::sync::atomic::AtomicU32,
+}
+
+impl b24_state::transition::Backend for Conflicting {
+    async fn transact(
+        &self,
+        writes: Vec<b24_state::item::Write>,
+    ) -> Result<b24_state::transition::TxResult, b24_state::StoreError> {
+        use b24_state::transition::{Reason, TxResult};
+        use std::sync::atomic::Ordering;
+        if self
+            .conflicts_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            let mut reasons = vec![Reason::None; writes.len()];
+            reasons[writes.len() - 1] = Reason::Conflict;
+            return Ok(TxResult::Cancelled(reasons));
+        }
+        self.inner.transact(writes).await
+    }
+    async fn purge_portal(&self, member_id: &str) -> Result<(), b24_state::StoreError> {
+        self.inner.purge_portal(member_id).await
+    }
+}
+
+#[tokio::test]
+async fn transaction_conflicts_are_retried_then_classified() {
+    use b24_state::transition::{plan, run, MAX_CONFLICT_RETRIES};
+    let e = msg_add(MEMBER, 1, 100, "hi");
+    let p = plan(&e, 1, 30);
+    let b = Conflicting {
+        inner: b24_state::MemoryStore::new(),
+        conflicts_left: 3.into(),
+    };
+    assert_eq!(run(&b, &p).await.unwrap(), b24_state::Outcome::Applied);
+    assert_eq!(b.inner.transaction_count(), 1);
+    // A retry after the event was applied by the conflicting writer is a duplicate.
+    b.conflicts_left
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(run(&b, &p).await.unwrap(), b24_state::Outcome::Duplicate);
+    // Conflict that outlasts every retry: an error, but not "unavailable" (never a 503 by itself).
+    let b = Conflicting {
+        inner: b24_state::MemoryStore::new(),
+        conflicts_left: (MAX_CONFLICT_RETRIES + 5).into(),
+    };
+    let err = run(&b, &p).await.unwrap_err();
+    assert!(
+        matches!(err, b24_state::StoreError::Contention { .. }),
+        "{err}"
+    );
+    assert!(!err.is_unavailable());
+    assert!(b.inner.all_records().is_empty());
+}
