@@ -10,7 +10,9 @@ cargo build --workspace --bins
 source scripts/stack.sh
 trap 'stack_stop; exit 0' INT TERM
 trap 'stack_stop' EXIT
-LAMBDA_PORT="${LAMBDA_PORT:-9000}" STACK_WAIT_SECONDS=900 stack_start dev
+LAMBDA_PORT="${LAMBDA_PORT:-9000}"
+STACK_WAIT_SECONDS=900
+stack_start dev
 
 cat <<MSG
 
