@@ -7,6 +7,9 @@
 #   scripts/ddb-local.sh status    running or not, and the endpoint
 #   scripts/ddb-local.sh env       print AWS_ENDPOINT_URL=... of the running server (exit 1 if none)
 #
+# Environment: DDB_RUN_DIR (pid/port/log directory of this instance, default .tools/ddb/run),
+# DDB_PORT (port for `start`, default: a free one).
+#
 # DynamoDB Local has no bind option; tools/ddb-local/LoopbackDynamoDBLocal.java sets Jetty's connector
 # host to 127.0.0.1 before start (see docs: local-tooling.md). The Rust tests (b24_state::testing) start
 # their own instance from the same install when AWS_ENDPOINT_URL / DDB_ENDPOINT is not set.

@@ -138,15 +138,17 @@ fn start_local() -> Result<String, String> {
     let log =
         std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     // The watchdog: runs java, and stops it as soon as the test process ($1) is gone.
-    let script = r#"p=$1; shift; "$@" & j=$!
-trap 'kill $j 2>/dev/null; exit 0' TERM INT HUP
+    // Its log is removed when it ends.
+    let script = r#"p=$1; log=$2; shift 2; "$@" & j=$!
+trap 'kill $j 2>/dev/null; rm -f "$log"; exit 0' TERM INT HUP
 while kill -0 "$p" 2>/dev/null && kill -0 "$j" 2>/dev/null; do sleep 0.2; done
-kill "$j" 2>/dev/null; wait "$j" 2>/dev/null"#;
+kill "$j" 2>/dev/null; wait "$j" 2>/dev/null; rm -f "$log""#;
     let child = Command::new("sh")
         .arg("-c")
         .arg(script)
         .arg("sh")
         .arg(std::process::id().to_string())
+        .arg(&log_path)
         .arg("java")
         .arg(format!(
             "-Djava.library.path={}",
