@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help setup test lint unit e2e template-check dev build fuzz bench clean
+.PHONY: help setup test lint unit e2e template-check dev demo build fuzz bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ e2e: ## The whole stack under cargo lambda watch, driven by `b24-events send`
 
 dev: ## Run the product locally: DynamoDB Local + all four functions on 127.0.0.1 (Ctrl-C stops)
 	scripts/dev.sh
+
+demo: ## The README demo against a running `make dev` (BASE_URL=... for a deployment)
+	scripts/demo.sh
 
 build: ## sam build: the four arm64 Lambda artifacts (offline, cargo-lambda + zig)
 	scripts/build.sh

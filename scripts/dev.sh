@@ -12,6 +12,7 @@ trap 'stack_stop; exit 0' INT TERM
 trap 'stack_stop' EXIT
 LAMBDA_PORT="${LAMBDA_PORT:-9000}"
 STACK_WAIT_SECONDS=900
+export DDB_PORT="${DDB_PORT:-8000}"
 stack_start dev
 
 cat <<MSG

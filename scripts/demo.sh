@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `make demo`: the README demo against a running `make dev` (or any deployment: set BASE_URL
+# to the API's base URL, e.g. https://abc123.execute-api.eu-central-1.amazonaws.com).
+# Installs a portal, sends, edits and deletes messages, opens and closes a dialog, disconnects
+# the connector, then shows the portal's records in DynamoDB Local.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+B24=target/debug/b24-events
+[[ -x $B24 ]] || cargo build -q -p b24-events-cli
+url() {
+  if [[ -n "${BASE_URL:-}" ]]; then echo "${BASE_URL%/}/bitrix24/$1"
+  else echo "http://127.0.0.1:${LAMBDA_PORT:-9000}/lambda-url/b24-fn-$1/bitrix24/$1"; fi
+}
+MEMBER="${MEMBER:-demo-portal}"
+TOKEN="${TOKEN:-demo-application-token}"
+send() { local label="$1" family="$2"; shift 2
+  printf '%-34s → ' "$label"
+  "$B24" send --url "$(url "$family")" --member-id "$MEMBER" --application-token "$TOKEN" "$@" || true
+}
+now=$(date +%s)
+send "install the app" app --event OnAppInstall --ts "$now"
+send "message 501 sent" messages --event OnImConnectorMessageAdd --message-id 501 --text '[b]Оператор:[/b] [br]Добрый день!' --ts $((now+1))
+send "message 501 delivered twice" messages --event OnImConnectorMessageAdd --message-id 501 --text '[b]Оператор:[/b] [br]Добрый день!' --ts $((now+1))
+send "message 501 edited" messages --event OnImConnectorMessageUpdate --message-id 501 --external-id ext-501 --text 'Добрый вечер!' --ts $((now+2))
+send "message 502 sent" messages --event OnImConnectorMessageAdd --message-id 502 --text 'Oops' --ts $((now+3))
+send "message 502 deleted" messages --event OnImConnectorMessageDelete --message-id 502 --external-id ext-502 --ts $((now+4))
+send "dialog 900 opened" dialogs --event OnImConnectorDialogStart --session-id 900 --ts $((now+5))
+send "dialog 900 closed" dialogs --event OnImConnectorDialogFinish --session-id 900 --ts $((now+6))
+send "connector disconnected" connector --event OnImConnectorStatusDelete --ts $((now+7))
+"$B24" send --url "$(url messages)" --member-id "$MEMBER" --application-token wrong-token \
+  --event OnImConnectorMessageAdd --message-id 503 | sed 's/^/a forged token                     → /' || true
+if [[ -z "${BASE_URL:-}" ]]; then
+  echo; echo "Records of $MEMBER in DynamoDB Local:"
+  AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:${DDB_PORT:-8000}}" TABLE_NAME="${TABLE_NAME:-bitrix24-receiver-local}" \
+  AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
+    target/debug/b24-state dump --member-id "$MEMBER" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    what = {k: r[k] for k in ("status", "text", "ids", "revisions", "outcome", "event_code", "installed") if k in r}
+    print(f"  {r[\"record_type\"]:<10} {r[\"sk\"][:40]:<40} {json.dumps(what, ensure_ascii=False)}")
+'
+
+fi
