@@ -17,7 +17,8 @@ struct Stack {
 }
 
 fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run this test through `make e2e`"))
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run this test through `make e2e`"))
 }
 
 impl Stack {
@@ -36,7 +37,12 @@ impl Stack {
     }
 
     fn url(&self, family: &str) -> &str {
-        &self.urls.iter().find(|(f, _)| f == family).expect("known family").1
+        &self
+            .urls
+            .iter()
+            .find(|(f, _)| f == family)
+            .expect("known family")
+            .1
     }
 
     /// Runs `b24-events send` and returns (HTTP status, JSON answer).
@@ -49,18 +55,29 @@ impl Stack {
             .output()
             .expect("b24-events runs");
         let stdout = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        let (status, body) = stdout
-            .split_once(' ')
-            .unwrap_or_else(|| panic!("unexpected output {stdout:?}, stderr {}", String::from_utf8_lossy(&output.stderr)));
+        let (status, body) = stdout.split_once(' ').unwrap_or_else(|| {
+            panic!(
+                "unexpected output {stdout:?}, stderr {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
         let status: u16 = status.parse().expect("status first");
-        assert_eq!(output.status.success(), (200..300).contains(&status), "exit code follows the status");
+        assert_eq!(
+            output.status.success(),
+            (200..300).contains(&status),
+            "exit code follows the status"
+        );
         (status, serde_json::from_str(body).expect("JSON answer"))
     }
 
     async fn records(&self, member: &str) -> Vec<Value> {
         let config = aws_config_for(&self.ddb).await;
-        let store = b24_state::DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), self.table.clone());
-        store.portal_records(member).await.expect("DynamoDB Local answers")
+        let store =
+            b24_state::DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), self.table.clone());
+        store
+            .portal_records(member)
+            .await
+            .expect("DynamoDB Local answers")
     }
 }
 
@@ -68,7 +85,9 @@ async fn aws_config_for(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "e2e"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local", "local", None, None, "e2e",
+        ))
         .load()
         .await
 }
@@ -78,16 +97,29 @@ fn cli() -> PathBuf {
     let exe = std::env::current_exe().expect("test path");
     let debug = exe.parent().and_then(|d| d.parent()).expect("target/debug");
     let cli = debug.join("b24-events");
-    assert!(cli.exists(), "{} missing: run `cargo build --workspace --bins`", cli.display());
+    assert!(
+        cli.exists(),
+        "{} missing: run `cargo build --workspace --bins`",
+        cli.display()
+    );
     cli
 }
 
 fn outcome(answer: &(u16, Value)) -> (u16, &str) {
-    (answer.0, answer.1["outcome"].as_str().or(answer.1["error"].as_str()).unwrap_or("?"))
+    (
+        answer.0,
+        answer.1["outcome"]
+            .as_str()
+            .or(answer.1["error"].as_str())
+            .unwrap_or("?"),
+    )
 }
 
 fn find<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    records.iter().filter(|r| r["record_type"] == kind).collect()
+    records
+        .iter()
+        .filter(|r| r["record_type"] == kind)
+        .collect()
 }
 
 #[tokio::test]
@@ -97,7 +129,9 @@ async fn whole_portal_lifecycle_through_the_local_stack() {
     let member = format!("e2e{}", std::process::id());
     let token = "e2e-application-token-0001";
     let auth = ["--member-id", member.as_str(), "--application-token", token];
-    let with = |extra: &[&str]| -> Vec<String> { auth.iter().chain(extra).map(|s| s.to_string()).collect() };
+    let with = |extra: &[&str]| -> Vec<String> {
+        auth.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
     let send = |family: &str, args: Vec<String>| {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         stack.send(family, &refs)
@@ -109,36 +143,129 @@ async fn whole_portal_lifecycle_through_the_local_stack() {
     assert_eq!(outcome(&send("app", install)), (200, "duplicate"));
 
     // A message: add (twice), edit, and a second message added and deleted.
-    let add = with(&["--event", "ONIMCONNECTORMESSAGEADD", "--message-id", "1001", "--text", "[b]Оператор:[/b] [br]Добрый день!", "--ts", "1773759100"]);
+    let add = with(&[
+        "--event",
+        "ONIMCONNECTORMESSAGEADD",
+        "--message-id",
+        "1001",
+        "--text",
+        "[b]Оператор:[/b] [br]Добрый день!",
+        "--ts",
+        "1773759100",
+    ]);
     assert_eq!(outcome(&send("messages", add.clone())), (200, "applied"));
     assert_eq!(outcome(&send("messages", add)), (200, "duplicate"));
-    let edit = with(&["--event", "ONIMCONNECTORMESSAGEUPDATE", "--message-id", "1001", "--external-id", "ext-1001", "--text", "Исправлено", "--ts", "1773759200"]);
+    let edit = with(&[
+        "--event",
+        "ONIMCONNECTORMESSAGEUPDATE",
+        "--message-id",
+        "1001",
+        "--external-id",
+        "ext-1001",
+        "--text",
+        "Исправлено",
+        "--ts",
+        "1773759200",
+    ]);
     assert_eq!(outcome(&send("messages", edit)), (200, "applied"));
-    let add2 = with(&["--event", "ONIMCONNECTORMESSAGEADD", "--message-id", "1002", "--text", "to be deleted", "--ts", "1773759300"]);
+    let add2 = with(&[
+        "--event",
+        "ONIMCONNECTORMESSAGEADD",
+        "--message-id",
+        "1002",
+        "--text",
+        "to be deleted",
+        "--ts",
+        "1773759300",
+    ]);
     assert_eq!(outcome(&send("messages", add2)), (200, "applied"));
-    let delete2 = with(&["--event", "ONIMCONNECTORMESSAGEDELETE", "--message-id", "1002", "--external-id", "ext-1002", "--ts", "1773759400"]);
+    let delete2 = with(&[
+        "--event",
+        "ONIMCONNECTORMESSAGEDELETE",
+        "--message-id",
+        "1002",
+        "--external-id",
+        "ext-1002",
+        "--ts",
+        "1773759400",
+    ]);
     assert_eq!(outcome(&send("messages", delete2)), (200, "applied"));
 
     // A dialog opened and closed; a late duplicate start changes nothing.
-    let start = with(&["--event", "ONIMCONNECTORDIALOGSTART", "--session-id", "3282", "--ts", "1773759500"]);
+    let start = with(&[
+        "--event",
+        "ONIMCONNECTORDIALOGSTART",
+        "--session-id",
+        "3282",
+        "--ts",
+        "1773759500",
+    ]);
     assert_eq!(outcome(&send("dialogs", start.clone())), (200, "applied"));
-    let finish = with(&["--event", "ONIMCONNECTORDIALOGFINISH", "--session-id", "3282", "--ts", "1773759600"]);
+    let finish = with(&[
+        "--event",
+        "ONIMCONNECTORDIALOGFINISH",
+        "--session-id",
+        "3282",
+        "--ts",
+        "1773759600",
+    ]);
     assert_eq!(outcome(&send("dialogs", finish)), (200, "applied"));
     assert_eq!(outcome(&send("dialogs", start)), (200, "duplicate"));
 
     // Rejections: wrong family, wrong token, a takeover attempt (the verifier cannot confirm
     // it: the stored endpoint is not reachable from here), garbage.
     let wrong_family = with(&["--event", "ONIMCONNECTORLINEDELETE", "--line", "107"]);
-    assert_eq!(outcome(&send("messages", wrong_family)), (422, "wrong_family"));
-    let forged = ["--member-id", member.as_str(), "--application-token", "forged-token", "--event", "ONIMCONNECTORMESSAGEADD", "--message-id", "1003"];
-    assert_eq!(outcome(&stack.send("messages", &forged)), (401, "unauthorized"));
-    let takeover = ["--member-id", member.as_str(), "--application-token", "forged-token", "--event", "ONAPPINSTALL", "--client-endpoint", "https://attacker.example/rest/"];
-    assert_eq!(outcome(&stack.send("app", &takeover)), (401, "unauthorized"));
+    assert_eq!(
+        outcome(&send("messages", wrong_family)),
+        (422, "wrong_family")
+    );
+    let forged = [
+        "--member-id",
+        member.as_str(),
+        "--application-token",
+        "forged-token",
+        "--event",
+        "ONIMCONNECTORMESSAGEADD",
+        "--message-id",
+        "1003",
+    ];
+    assert_eq!(
+        outcome(&stack.send("messages", &forged)),
+        (401, "unauthorized")
+    );
+    let takeover = [
+        "--member-id",
+        member.as_str(),
+        "--application-token",
+        "forged-token",
+        "--event",
+        "ONAPPINSTALL",
+        "--client-endpoint",
+        "https://attacker.example/rest/",
+    ];
+    assert_eq!(
+        outcome(&stack.send("app", &takeover)),
+        (401, "unauthorized")
+    );
 
     // The connector is disconnected from line 107, then the line is deleted.
-    let status = with(&["--event", "ONIMCONNECTORSTATUSDELETE", "--line", "107", "--ts", "1773759700"]);
+    let status = with(&[
+        "--event",
+        "ONIMCONNECTORSTATUSDELETE",
+        "--line",
+        "107",
+        "--ts",
+        "1773759700",
+    ]);
     assert_eq!(outcome(&send("connector", status)), (200, "applied"));
-    let line = with(&["--event", "ONIMCONNECTORLINEDELETE", "--line", "107", "--ts", "1773759800"]);
+    let line = with(&[
+        "--event",
+        "ONIMCONNECTORLINEDELETE",
+        "--line",
+        "107",
+        "--ts",
+        "1773759800",
+    ]);
     assert_eq!(outcome(&send("connector", line)), (200, "applied"));
 
     // The table holds exactly what happened.
@@ -148,12 +275,21 @@ async fn whole_portal_lifecycle_through_the_local_stack() {
     assert_eq!(portal[0]["installed"], true);
     assert!(portal[0].get("token_hash").is_some_and(|h| h != token));
     let messages = find(&records, "message");
-    let m1001 = messages.iter().find(|m| m["message_id"] == 1001).expect("message 1001");
+    let m1001 = messages
+        .iter()
+        .find(|m| m["message_id"] == 1001)
+        .expect("message 1001");
     assert_eq!(m1001["status"], "edited", "{m1001:#}");
     assert_eq!(m1001["text"], "Исправлено");
-    let m1002 = messages.iter().find(|m| m["message_id"] == 1002).expect("message 1002");
+    let m1002 = messages
+        .iter()
+        .find(|m| m["message_id"] == 1002)
+        .expect("message 1002");
     assert_eq!(m1002["status"], "deleted", "{m1002:#}");
-    assert!(m1002.get("text").is_none_or(Value::is_null), "a tombstone keeps no text: {m1002}");
+    assert!(
+        m1002.get("text").is_none_or(Value::is_null),
+        "a tombstone keeps no text: {m1002}"
+    );
     let sessions = find(&records, "session");
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0]["status"], "closed");
@@ -164,7 +300,11 @@ async fn whole_portal_lifecycle_through_the_local_stack() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["status"], "line_deleted", "{lines:#?}");
     let events = find(&records, "event");
-    assert_eq!(events.len(), 9, "one event record per accepted, non-duplicate event: {events:#?}");
+    assert_eq!(
+        events.len(),
+        9,
+        "one event record per accepted, non-duplicate event: {events:#?}"
+    );
     let dump = serde_json::to_string(&records).unwrap();
     assert!(!dump.contains(token), "the table never holds a token");
 
@@ -172,12 +312,22 @@ async fn whole_portal_lifecycle_through_the_local_stack() {
     let uninstall = with(&["--event", "ONAPPUNINSTALL", "--clean", "--ts", "1773759900"]);
     assert_eq!(outcome(&send("app", uninstall)), (200, "applied"));
     let left = stack.records(&member).await;
-    assert!(left.iter().all(|r| r["record_type"] == "portal" && r["installed"] == false), "{left:#?}");
+    assert!(
+        left.iter()
+            .all(|r| r["record_type"] == "portal" && r["installed"] == false),
+        "{left:#?}"
+    );
 
     // No token in anything the functions logged.
     let log = std::fs::read_to_string(&stack.function_log).expect("function log");
-    assert!(log.contains("\"status\":200"), "the functions logged their requests");
+    assert!(
+        log.contains("\"status\":200"),
+        "the functions logged their requests"
+    );
     for secret in [token, "forged-token"] {
-        assert!(!log.contains(secret), "a token leaked into the function logs");
+        assert!(
+            !log.contains(secret),
+            "a token leaked into the function logs"
+        );
     }
 }
