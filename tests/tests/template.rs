@@ -799,8 +799,27 @@ fn least_privilege_table_access() {
 
 #[test]
 fn every_function_logs_json_to_its_own_retained_log_group() {
+    // Lambda's level filter treats JSON lines without "level" (the EMF metric records) as
+    // INFO: an application log level above INFO would silently drop every product metric.
+    let levels: Vec<String> = at(template(), &["Parameters", "LogLevel", "AllowedValues"])
+        .as_sequence()
+        .expect("LogLevel.AllowedValues")
+        .iter()
+        .filter_map(scalar_string)
+        .collect();
+    for level in &levels {
+        assert!(
+            ["TRACE", "DEBUG", "INFO"].contains(&level.as_str()),
+            "LogLevel {level} would filter out the metric records"
+        );
+    }
     for (family, (id, f)) in functions_by_family() {
         let p = effective_properties(f);
+        assert_eq!(
+            get(at(&p, &["LoggingConfig"]), "ApplicationLogLevel").and_then(ref_target),
+            Some("LogLevel"),
+            "{id}: LoggingConfig.ApplicationLogLevel must be !Ref LogLevel"
+        );
         assert_eq!(
             at(&p, &["LoggingConfig", "LogFormat"]).as_str(),
             Some("JSON"),
