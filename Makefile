@@ -23,7 +23,7 @@ lint: ## rustfmt and clippy (-D warnings)
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 unit: ## Every cargo test of the workspace (integration tests start DynamoDB Local themselves)
-	scripts/with-ddb-local.sh cargo test --workspace --locked
+	cargo test --workspace --locked
 
 template-check: ## sam validate --lint (cfn-lint 1.53.3) and the template-vs-code test
 	scripts/validate-template.sh
