@@ -117,7 +117,7 @@ impl<'a> Path<'a> {
 /// A map at a path: the lookups every field goes through.
 #[derive(Clone, Copy)]
 struct At<'a> {
-    map: &'a MapNode,
+    map: &'a MapNode<'a>,
     path: &'a Path<'a>,
 }
 
@@ -170,7 +170,7 @@ impl<'a> At<'a> {
     }
 
     /// The map under `key`: `None` when absent or empty.
-    fn map(&self, key: &str) -> Result<Option<(&'a str, &'a MapNode)>, DecodeError> {
+    fn map(&self, key: &str) -> Result<Option<(&'a str, &'a MapNode<'a>)>, DecodeError> {
         match self.map.get(key) {
             None => Ok(None),
             Some((_, Node::Scalar(s))) if s.is_empty() => Ok(None),
@@ -216,7 +216,7 @@ pub(crate) fn split_scope(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn extract(root: &MapNode) -> Result<Event, DecodeError> {
+fn extract(root: &MapNode<'_>) -> Result<Event, DecodeError> {
     let path = Path::ROOT;
     let top = At {
         map: root,
@@ -318,10 +318,8 @@ fn with_map<'a, T>(
     key: &'a str,
     f: impl FnOnce(At<'_>) -> Result<T, DecodeError>,
 ) -> Result<T, DecodeError> {
-    static EMPTY: std::sync::OnceLock<MapNode> = std::sync::OnceLock::new();
-    let (spelled, map) = at
-        .map(key)?
-        .unwrap_or_else(|| (key, EMPTY.get_or_init(MapNode::default)));
+    static EMPTY: MapNode<'static> = MapNode::EMPTY;
+    let (spelled, map) = at.map(key)?.unwrap_or((key, &EMPTY));
     let path = at.path.child(spelled);
     f(At { map, path: &path })
 }
@@ -370,14 +368,14 @@ fn extract_ids(m: At<'_>) -> Result<Vec<String>, DecodeError> {
     match m.map.get("id") {
         None => Ok(Vec::new()),
         Some((_, Node::Scalar(s))) if s.is_empty() => Ok(Vec::new()),
-        Some((_, Node::Scalar(s))) => Ok(vec![s.clone()]),
+        Some((_, Node::Scalar(s))) => Ok(vec![s.to_string()]),
         Some((k, Node::Map(list))) => {
             let list_path = m.path.child(k);
             let mut ids = Vec::new();
             for (index, node) in list.list_items() {
                 match node {
                     Node::Scalar(s) if s.is_empty() => {}
-                    Node::Scalar(s) => ids.push(s.clone()),
+                    Node::Scalar(s) => ids.push(s.to_string()),
                     Node::Map(_) => {
                         return Err(DecodeError::invalid(
                             &list_path.child(index).render(),
@@ -397,8 +395,8 @@ fn extract_files(m: At<'_>) -> Vec<FileRef> {
     let Some((_, Node::Map(list))) = m.map.get("files") else {
         return Vec::new();
     };
-    let text = |f: &MapNode, k: &str| match f.get(k) {
-        Some((_, Node::Scalar(s))) if !s.is_empty() => Some(s.clone()),
+    let text = |f: &MapNode<'_>, k: &str| match f.get(k) {
+        Some((_, Node::Scalar(s))) if !s.is_empty() => Some(s.to_string()),
         _ => None,
     };
     list.list_items()
