@@ -62,6 +62,11 @@ impl<S: Store> Pipeline<S> {
         }
     }
 
+    /// The family this pipeline serves.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
     /// The portal registry (and through it the store).
     pub fn registry(&self) -> &PortalRegistry<S> {
         &self.registry

@@ -273,3 +273,12 @@ pub async fn fake_app_info(
     });
     (format!("http://127.0.0.1:{}/rest/", addr.port()), handle)
 }
+
+/// POSTs a form body to `pipeline`'s own route and reads the answer.
+pub async fn post<S: b24_state::Store>(pipeline: &Pipeline<S>, body: &str) -> (u16, Value) {
+    let response = pipeline
+        .handle(form_post(pipeline.family(), body))
+        .await
+        .expect("the pipeline never fails");
+    read(response)
+}

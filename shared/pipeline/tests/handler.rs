@@ -45,7 +45,7 @@ fn request_lines(logs: &Capture) -> Vec<serde_json::Value> {
 async fn install_portal(h: &Harness, member: &str, token: &str, endpoint: &str) {
     let app = h.pipeline(Family::App);
     let body = form(&install(member, token, &access_token(1), endpoint));
-    let (status, answer) = read(app.handle(form_post(Family::App, &body)).await.unwrap());
+    let (status, answer) = post(&app, &body).await;
     assert_eq!((status, answer), (200, json!({"outcome": "applied"})));
 }
 
@@ -65,19 +65,9 @@ async fn form_body_is_applied_once_then_answered_duplicate() {
     let messages = h.pipeline(Family::Messages);
     let body = form(&message_add(&m, &app_token(1), 86497));
     assert!(body.contains("data%5BMESSAGES%5D%5B0%5D%5Bim%5D%5Bchat_id%5D=1807"));
-    let first = read(
-        messages
-            .handle(form_post(Family::Messages, &body))
-            .await
-            .unwrap(),
-    );
+    let first = post(&messages, &body).await;
     assert_eq!(first, (200, json!({"outcome": "applied"})));
-    let second = read(
-        messages
-            .handle(form_post(Family::Messages, &body))
-            .await
-            .unwrap(),
-    );
+    let second = post(&messages, &body).await;
     assert_eq!(second, (200, json!({"outcome": "duplicate"})));
 
     let lines = request_lines(&logs);
@@ -173,12 +163,7 @@ async fn bad_requests_get_clear_4xx_answers() {
     assert_eq!(read(response).0, 405);
 
     let huge = format!("{good}&pad={}", "x".repeat(5000));
-    let (status, answer) = read(
-        messages
-            .handle(form_post(Family::Messages, &huge))
-            .await
-            .unwrap(),
-    );
+    let (status, answer) = post(&messages, &huge).await;
     assert_eq!(
         (status, answer["error"].as_str()),
         (413, Some("payload_too_large"))
@@ -201,12 +186,7 @@ async fn bad_requests_get_clear_4xx_answers() {
         (415, Some("unsupported_media_type"))
     );
 
-    let (status, answer) = read(
-        messages
-            .handle(form_post(Family::Messages, "%%%garbage&&="))
-            .await
-            .unwrap(),
-    );
+    let (status, answer) = post(&messages, "%%%garbage&&=").await;
     assert_eq!(
         (status, answer["error"].as_str()),
         (400, Some("bad_request"))
@@ -223,12 +203,7 @@ async fn bad_requests_get_clear_4xx_answers() {
     assert_eq!(read(messages.handle(binary).await.unwrap()).0, 400);
 
     let crm = good.replace("ONIMCONNECTORMESSAGEADD", "ONCRMDEALADD");
-    let (status, answer) = read(
-        messages
-            .handle(form_post(Family::Messages, &crm))
-            .await
-            .unwrap(),
-    );
+    let (status, answer) = post(&messages, &crm).await;
     assert_eq!(
         (status, answer["error"].as_str()),
         (422, Some("unsupported_event"))
@@ -236,7 +211,7 @@ async fn bad_requests_get_clear_4xx_answers() {
     assert!(answer["reason"].as_str().unwrap().contains("ONCRMDEALADD"));
 
     let app = h.pipeline(Family::App);
-    let (status, answer) = read(app.handle(form_post(Family::App, &good)).await.unwrap());
+    let (status, answer) = post(&app, &good).await;
     assert_eq!(status, 422);
     assert_eq!(answer["error"], "wrong_family");
     assert!(answer["reason"]
@@ -245,12 +220,7 @@ async fn bad_requests_get_clear_4xx_answers() {
         .contains("/bitrix24/messages"));
 
     // Nothing stored was lost or corrupted by all that: the real event still applies once.
-    let (status, answer) = read(
-        messages
-            .handle(form_post(Family::Messages, &good))
-            .await
-            .unwrap(),
-    );
+    let (status, answer) = post(&messages, &good).await;
     assert_eq!((status, answer), (200, json!({"outcome": "applied"})));
     let statuses: Vec<u64> = request_lines(&logs)
         .iter()
@@ -292,12 +262,7 @@ async fn authentication_failures_answer_401_the_same_way() {
     let no_token = form(&no_token);
     let mut answers = Vec::new();
     for body in [&wrong, &unknown, &no_token] {
-        answers.push(read(
-            messages
-                .handle(form_post(Family::Messages, body))
-                .await
-                .unwrap(),
-        ));
+        answers.push(post(&messages, body).await);
     }
     for a in &answers {
         assert_eq!(
@@ -327,45 +292,19 @@ async fn authentication_failures_answer_401_the_same_way() {
 
     // Uninstalled portals are refused too, and the right token still works before that.
     let ok = form(&message_add(&m, &app_token(1), 1));
-    assert_eq!(
-        read(
-            messages
-                .handle(form_post(Family::Messages, &ok))
-                .await
-                .unwrap()
-        )
-        .0,
-        200
-    );
+    assert_eq!(post(&messages, &ok).await.0, 200);
     let uninstall = json!({
         "event": "ONAPPUNINSTALL", "data": {"LANGUAGE_ID": "ru", "CLEAN": "0"}, "ts": "1773800000",
         "auth": {"domain": "some-domain.bitrix24.ru", "member_id": m, "application_token": app_token(1),
                  "client_endpoint": "https://some-domain.bitrix24.ru/rest/", "server_endpoint": "https://oauth.bitrix24.tech/rest/"}
     });
     let app = h.pipeline(Family::App);
-    assert_eq!(
-        read(
-            app.handle(form_post(Family::App, &form(&uninstall)))
-                .await
-                .unwrap()
-        )
-        .0,
-        200
-    );
+    assert_eq!(post(&app, &form(&uninstall)).await.0, 200);
     // Another function instance learns of the uninstall when its cached portal expires
     // (PORTAL_CACHE_TTL_SECONDS); a fresh instance sees it at once.
     let messages = h.pipeline(Family::Messages);
     let again = form(&message_add(&m, &app_token(1), 2));
-    assert_eq!(
-        read(
-            messages
-                .handle(form_post(Family::Messages, &again))
-                .await
-                .unwrap()
-        )
-        .0,
-        401
-    );
+    assert_eq!(post(&messages, &again).await.0, 401);
     assert_eq!(
         request_lines(&logs).last().unwrap()["fields"]["reason"],
         "uninstalled_portal"
@@ -392,34 +331,13 @@ async fn token_change_needs_app_info_on_the_stored_endpoint() {
         &access_token(2),
         "https://attacker.example/rest/",
     );
-    assert_eq!(
-        read(
-            app.handle(form_post(Family::App, &form(&forged)))
-                .await
-                .unwrap()
-        )
-        .0,
-        401
-    );
+    assert_eq!(post(&app, &form(&forged)).await.0, 401);
     let old = form(&message_add(&m, &app_token(1), 1));
-    assert_eq!(
-        read(
-            messages
-                .handle(form_post(Family::Messages, &old))
-                .await
-                .unwrap()
-        )
-        .0,
-        200
-    );
+    assert_eq!(post(&messages, &old).await.0, 200);
 
     // A real reinstall: the portal confirms the access token, the new token replaces the old.
     let reinstall = install(&m, &app_token(3), &access_token(3), &endpoint);
-    let answer = read(
-        app.handle(form_post(Family::App, &form(&reinstall)))
-            .await
-            .unwrap(),
-    );
+    let answer = post(&app, &form(&reinstall)).await;
     assert_eq!(answer, (200, json!({"outcome": "applied"})));
     let seen = fake.await.unwrap();
     assert_eq!(seen.len(), 2);
@@ -428,27 +346,9 @@ async fn token_change_needs_app_info_on_the_stored_endpoint() {
         "{seen:?}"
     );
     let new = form(&message_add(&m, &app_token(3), 2));
-    assert_eq!(
-        read(
-            messages
-                .handle(form_post(Family::Messages, &new))
-                .await
-                .unwrap()
-        )
-        .0,
-        200
-    );
+    assert_eq!(post(&messages, &new).await.0, 200);
     let stale_cache = form(&message_add(&m, &app_token(1), 3));
-    assert_eq!(
-        read(
-            messages
-                .handle(form_post(Family::Messages, &stale_cache))
-                .await
-                .unwrap()
-        )
-        .0,
-        401
-    );
+    assert_eq!(post(&messages, &stale_cache).await.0, 401);
     assert_no_secrets(&logs, &h);
 }
 
@@ -468,31 +368,14 @@ async fn unreachable_verifier_refuses_the_token_change() {
     install_portal(&h, &m, &app_token(1), &endpoint).await;
     let app = h.pipeline(Family::App);
     let change = install(&m, &app_token(2), &access_token(2), &endpoint);
-    assert_eq!(
-        read(
-            app.handle(form_post(Family::App, &form(&change)))
-                .await
-                .unwrap()
-        )
-        .0,
-        401
-    );
+    assert_eq!(post(&app, &form(&change)).await.0, 401);
     assert_eq!(
         request_lines(&logs).last().unwrap()["fields"]["reason"],
         "token_change_not_verified"
     );
     let messages = h.pipeline(Family::Messages);
     let old = form(&message_add(&m, &app_token(1), 1));
-    assert_eq!(
-        read(
-            messages
-                .handle(form_post(Family::Messages, &old))
-                .await
-                .unwrap()
-        )
-        .0,
-        200
-    );
+    assert_eq!(post(&messages, &old).await.0, 200);
     assert_no_secrets(&logs, &h);
 }
 
@@ -521,12 +404,7 @@ async fn storage_down_answers_503_without_secrets() {
     };
     let messages = h.pipeline(Family::Messages);
     let body = form(&message_add(&member("down"), &app_token(1), 1));
-    let (status, answer) = read(
-        messages
-            .handle(form_post(Family::Messages, &body))
-            .await
-            .unwrap(),
-    );
+    let (status, answer) = post(&messages, &body).await;
     assert_eq!(
         (status, answer["error"].as_str()),
         (503, Some("storage_unavailable"))
