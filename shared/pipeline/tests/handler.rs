@@ -42,6 +42,29 @@ fn request_lines(logs: &Capture) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// One test's captures, store and an installed portal (token `app_token(1)`).
+struct Case {
+    logs: Capture,
+    _guard: tracing::subscriber::DefaultGuard,
+    h: Harness,
+    m: String,
+}
+
+async fn case(tag: &str, max_body_bytes: Option<usize>) -> Case {
+    let logs = Capture::default();
+    let _guard = capture_logs(&logs);
+    let h = harness(max_body_bytes).await;
+    let m = member(tag);
+    install_portal(
+        &h,
+        &m,
+        &app_token(1),
+        "https://some-domain.bitrix24.ru/rest/",
+    )
+    .await;
+    Case { logs, _guard, h, m }
+}
+
 async fn install_portal(h: &Harness, member: &str, token: &str, endpoint: &str) {
     let app = h.pipeline(Family::App);
     let body = form(&install(member, token, &access_token(1), endpoint));
@@ -51,17 +74,7 @@ async fn install_portal(h: &Harness, member: &str, token: &str, endpoint: &str) 
 
 #[tokio::test]
 async fn form_body_is_applied_once_then_answered_duplicate() {
-    let logs = Capture::default();
-    let _guard = capture_logs(&logs);
-    let h = harness(None).await;
-    let m = member("form");
-    install_portal(
-        &h,
-        &m,
-        &app_token(1),
-        "https://some-domain.bitrix24.ru/rest/",
-    )
-    .await;
+    let Case { logs, _guard, h, m } = case("form", None).await;
     let messages = h.pipeline(Family::Messages);
     let body = form(&message_add(&m, &app_token(1), 86497));
     assert!(body.contains("data%5BMESSAGES%5D%5B0%5D%5Bim%5D%5Bchat_id%5D=1807"));
@@ -93,17 +106,7 @@ async fn form_body_is_applied_once_then_answered_duplicate() {
 
 #[tokio::test]
 async fn base64_and_json_bodies_are_decoded() {
-    let logs = Capture::default();
-    let _guard = capture_logs(&logs);
-    let h = harness(None).await;
-    let m = member("b64");
-    install_portal(
-        &h,
-        &m,
-        &app_token(1),
-        "https://some-domain.bitrix24.ru/rest/",
-    )
-    .await;
+    let Case { logs, _guard, h, m } = case("b64", None).await;
     let messages = h.pipeline(Family::Messages);
     let body = form(&message_add(&m, &app_token(1), 1));
     let request = apigw(
@@ -141,17 +144,7 @@ async fn base64_and_json_bodies_are_decoded() {
 
 #[tokio::test]
 async fn bad_requests_get_clear_4xx_answers() {
-    let logs = Capture::default();
-    let _guard = capture_logs(&logs);
-    let h = harness(Some(4096)).await;
-    let m = member("bad");
-    install_portal(
-        &h,
-        &m,
-        &app_token(1),
-        "https://some-domain.bitrix24.ru/rest/",
-    )
-    .await;
+    let Case { logs, _guard, h, m } = case("bad", Some(4096)).await;
     let messages = h.pipeline(Family::Messages);
     let good = form(&message_add(&m, &app_token(1), 7));
 
@@ -239,17 +232,7 @@ async fn bad_requests_get_clear_4xx_answers() {
 
 #[tokio::test]
 async fn authentication_failures_answer_401_the_same_way() {
-    let logs = Capture::default();
-    let _guard = capture_logs(&logs);
-    let h = harness(None).await;
-    let m = member("auth");
-    install_portal(
-        &h,
-        &m,
-        &app_token(1),
-        "https://some-domain.bitrix24.ru/rest/",
-    )
-    .await;
+    let Case { logs, _guard, h, m } = case("auth", None).await;
     let messages = h.pipeline(Family::Messages);
 
     let wrong = form(&message_add(&m, &app_token(2), 1));
