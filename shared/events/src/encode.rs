@@ -11,8 +11,9 @@ use serde_json::{json, Map, Value};
 /// Nested keys become brackets (`data[MESSAGES][0][im][chat_id]`), brackets and everything
 /// but `A-Z a-z 0-9 - _ .` are percent-encoded (`%5B`/`%5D`), spaces become `+`. Like PHP:
 /// `true`/`false` become `1`/`0`, `null` and empty arrays/objects leave no key, integral
-/// numbers are printed without a fraction. Keys come out in the value's map order (sorted,
-/// unless serde_json's `preserve_order` feature is on). A scalar top-level value gives `""`.
+/// numbers are printed without a fraction. Keys come out in the value's map order, which is
+/// insertion order like PHP's arrays (the workspace enables serde_json's `preserve_order`;
+/// without it serde_json maps are sorted). A scalar top-level value gives `""`.
 pub fn php_form(value: &Value) -> String {
     let mut out = String::new();
     match value {

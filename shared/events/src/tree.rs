@@ -430,38 +430,38 @@ fn scan_key<'a>(
 /// followed by two hex digits stays as it is. Returns where the value ends.
 fn percent_decode_value(body: &[u8], start: usize, scratch: &mut Vec<u8>) -> usize {
     scratch.clear();
-    let mut i = start;
-    loop {
-        // A run of bytes that decode to themselves.
-        let run = body[i..]
-            .iter()
-            .position(|&b| CLASS[b as usize] & VALUE_SPECIAL != 0)
-            .unwrap_or(body.len() - i);
-        scratch.extend_from_slice(&body[i..i + run]);
-        i += run;
-        // Then escapes, as long as they come (non-Latin text is nothing but escapes).
-        loop {
-            match body.get(i) {
-                None | Some(b'&') => return i,
-                Some(b'+') => {
-                    scratch.push(b' ');
-                    i += 1;
-                }
-                Some(b'%') => {
-                    let h = body.get(i + 1).map_or(0xFF, |&b| HEX[b as usize]);
-                    let l = body.get(i + 2).map_or(0xFF, |&b| HEX[b as usize]);
-                    if h | l < 16 {
-                        scratch.push(h << 4 | l);
-                        i += 3;
-                    } else {
-                        scratch.push(b'%');
-                        i += 1;
-                    }
-                }
-                Some(_) => break,
+    // At most one byte out per byte in: no reallocation while decoding (the buffer is reused
+    // for every value of the body, so this allocates at most once per body).
+    let rest = &body[start..];
+    scratch.reserve(rest.len());
+    let mut i = 0;
+    while i < rest.len() {
+        let b = rest[i];
+        if CLASS[b as usize] & VALUE_SPECIAL == 0 {
+            scratch.push(b);
+            i += 1;
+        } else if b == b'%' {
+            // `%XX`, else a literal `%`.
+            let (h, l) = match rest.get(i + 1..i + 3) {
+                Some(&[h, l]) => (HEX[h as usize], HEX[l as usize]),
+                _ => (0xFF, 0xFF),
+            };
+            if h | l < 16 {
+                scratch.push(h << 4 | l);
+                i += 3;
+            } else {
+                scratch.push(b'%');
+                i += 1;
             }
+        } else if b == b'+' {
+            scratch.push(b' ');
+            i += 1;
+        } else {
+            // `&`: the end of the value.
+            break;
         }
     }
+    start + i
 }
 
 /// `scratch` as an exact-size `String` (lossy UTF-8: invalid sequences become U+FFFD).
