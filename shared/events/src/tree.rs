@@ -860,4 +860,88 @@ mod tests {
         assert_eq!(scalar(&m, &["a", "3"]), Some("2.5"));
         assert_eq!(scalar(&m, &["a", "4", "b"]), Some("c"));
     }
+
+    /// The reference: PHP `parse_str` done the plain way — split pairs, percent-decode the
+    /// whole key and value (lossy UTF-8), split the decoded key, insert. The scanner's fast
+    /// paths (bracket keys split in place, borrowed slices) must build the same tree.
+    fn reference(body: &[u8], max_depth: usize) -> Result<MapNode<'static>, DecodeError> {
+        let mut root = MapNode::default();
+        for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+            let eq = pair.iter().position(|&b| b == b'=').unwrap_or(pair.len());
+            let (k, v) = (&pair[..eq], pair.get(eq + 1..).unwrap_or_default());
+            if k.is_empty() {
+                continue;
+            }
+            let mut buf = Vec::new();
+            percent_decode_value(k, 0, &mut buf);
+            let key = String::from_utf8_lossy(&buf).into_owned();
+            percent_decode_value(v, 0, &mut buf);
+            let value = String::from_utf8_lossy(&buf).into_owned();
+            let mut segments = Vec::new();
+            match split_key(&key, max_depth.saturating_sub(1), &mut segments) {
+                Err(()) => return Err(DecodeError::TooDeep { limit: max_depth }),
+                Ok(None) => continue,
+                Ok(Some(())) => {}
+            }
+            if segments.len() > max_depth {
+                return Err(DecodeError::TooDeep { limit: max_depth });
+            }
+            let mut owned: Vec<Cow<'static, str>> = segments
+                .into_iter()
+                .map(|s| Cow::Owned(s.into_owned()))
+                .collect();
+            insert(&mut root, &mut owned, Cow::Owned(value));
+        }
+        Ok(root)
+    }
+
+    #[test]
+    fn scanner_matches_the_plain_algorithm() {
+        // Keys and values built from pieces that hit every branch of the scanner: raw and
+        // escaped brackets in any case, unmatched brackets, `+`, spaces and dots, stray `%`,
+        // escapes of brackets inside segments, non-ASCII raw and escaped, invalid UTF-8.
+        const PIECES: &[&str] = &[
+            "a", "data", "MESSAGES", "0", "01", "-1", "[", "]", "%5B", "%5b", "%5D", "%5d", "[]",
+            "%5B%5D", "+", " ", ".", "%", "%2", "%41", "%2E", "%20", "%5", "Ж", "%D0%96", "%FF",
+            "ÿ", "=", "%3D", "%26", "_", "x.y", "%5B0%5D", "[a][b]", "]]", "[[",
+        ];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let mut body = String::new();
+            for _ in 0..1 + next(4) {
+                if !body.is_empty() {
+                    body.push('&');
+                }
+                for _ in 0..next(8) {
+                    body.push_str(PIECES[next(PIECES.len())]);
+                }
+                if next(4) > 0 {
+                    body.push('=');
+                    for _ in 0..next(4) {
+                        body.push_str(PIECES[next(PIECES.len())]);
+                    }
+                }
+            }
+            let mut body = body.into_bytes();
+            if let Some(i) = body.iter().position(|&b| b == 0xC3) {
+                body[i + 1] = 0xFF; // "ÿ" is C3 BF: make those bodies invalid UTF-8
+            }
+            for depth in [32, 3, 1] {
+                let ours = from_form(&body, depth, 100).map(|m| format!("{m:?}"));
+                let plain = reference(&body, depth).map(|m| format!("{m:?}"));
+                assert_eq!(
+                    ours,
+                    plain,
+                    "{:?} depth {depth}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+        }
+    }
 }
