@@ -74,8 +74,9 @@ impl<'a> Children<'a> {
     fn push_new(&mut self, key: Cow<'a, str>, node: Node<'a>) -> usize {
         let i = self.entries.len();
         if i == 0 {
-            // Most wire maps have 1–12 keys: one allocation for the common sizes.
-            self.entries.reserve(8);
+            // Wire maps have 1–12 keys (`auth` has 12): one allocation, no regrowth, for
+            // the sizes Bitrix24 sends.
+            self.entries.reserve(12);
         }
         if let Some(index) = &mut self.index {
             index.insert(key.clone(), i);
@@ -135,16 +136,21 @@ impl<'a> MapNode<'a> {
     /// The children with canonical integer keys, sorted by index (gaps allowed). Other keys
     /// are ignored.
     pub(crate) fn list_items(&self) -> Vec<(&str, &Node<'a>)> {
-        let mut items: Vec<(i64, &str, &Node<'a>)> = self
-            .children
-            .iter()
-            .filter_map(|(k, v)| php_int_key(k).map(|i| (i, k, v)))
-            .collect();
-        // Wire lists come in index order; only sort when they do not.
-        if !items.windows(2).all(|w| w[0].0 < w[1].0) {
-            items.sort_by_key(|(i, _, _)| *i);
+        let mut items: Vec<(&str, &Node<'a>)> = Vec::with_capacity(self.children.entries.len());
+        let mut sorted = true;
+        let mut last = i64::MIN;
+        for (k, v) in self.children.iter() {
+            if let Some(i) = php_int_key(k) {
+                sorted &= items.is_empty() || i > last;
+                last = i;
+                items.push((k, v));
+            }
         }
-        items.into_iter().map(|(_, k, v)| (k, v)).collect()
+        // Wire lists come in index order; only sort (re-parsing the keys) when they do not.
+        if !sorted {
+            items.sort_by_cached_key(|(k, _)| php_int_key(k));
+        }
+        items
     }
 
     fn note_key(&mut self, key: &str) {
