@@ -8,7 +8,7 @@
 //!   stored token must match, compared in constant time by the state crate.
 
 use crate::answer::AuthFailure;
-use crate::verifier::Verifier;
+use crate::verifier::TokenChangeVerifier;
 use b24_events::{Event, EventKind};
 use b24_state::{AuthCheck, PortalRegistry, Store, StoreError};
 
@@ -21,12 +21,12 @@ pub enum AuthResult {
     Refused(AuthFailure),
 }
 
-/// Authenticates `event` against the portal registry; `verifier` is used only for token changes
-/// on install/update (functions without one refuse those).
-pub async fn authenticate<S: Store>(
+/// Authenticates `event` against the portal registry; `verifier` is asked only about token
+/// changes on install/update.
+pub async fn authenticate<S: Store, V: TokenChangeVerifier>(
     event: &Event,
     registry: &PortalRegistry<S>,
-    verifier: Option<&Verifier>,
+    verifier: &V,
 ) -> Result<AuthResult, StoreError> {
     let token = match event
         .auth
@@ -59,12 +59,12 @@ pub async fn authenticate<S: Store>(
     })
 }
 
-async fn verify_change(
+async fn verify_change<V: TokenChangeVerifier>(
     event: &Event,
     portal: &b24_state::Portal,
-    verifier: Option<&Verifier>,
+    verifier: &V,
 ) -> AuthResult {
-    let (Some(verifier), Some(access_token)) = (verifier, event.auth.access_token.as_ref()) else {
+    let Some(access_token) = event.auth.access_token.as_ref() else {
         return AuthResult::Refused(AuthFailure::VerificationFailed);
     };
     match verifier.verify(portal, access_token).await {

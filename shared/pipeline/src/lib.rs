@@ -28,25 +28,26 @@ pub use answer::{Answer, AuthFailure, Rejection};
 pub use config::{Config, ConfigError, VerifierConfig};
 pub use metrics::Metrics;
 pub use pipeline::Pipeline;
-pub use verifier::{Verifier, VerifyError};
+pub use verifier::{AppInfoVerifier, RefuseTokenChanges, TokenChangeVerifier, VerifyError};
 
 use b24_events::Family;
 use b24_state::DynamoStore;
 use std::sync::Arc;
 
-/// Everything a function's `main` builds once at start-up: configuration, the DynamoDB client,
-/// the verifier (app family only) and the metrics sink. Nothing here touches the network; the
-/// first DynamoDB connection is made by the first request.
-pub async fn pipeline_from_env(
+/// Everything a function's `main` builds once at start-up: configuration, logging, the
+/// DynamoDB client (from the environment alone, see `b24_state::client_from_env_vars`), the
+/// token-change verifier made by `verifier` and the metrics sink. Nothing here touches the
+/// network; the first DynamoDB connection is made by the first request.
+pub fn pipeline_from_env<V: TokenChangeVerifier>(
     family: Family,
-) -> Result<Pipeline<DynamoStore>, lambda_http::Error> {
+    verifier: impl FnOnce(&Config) -> V,
+) -> Result<Pipeline<DynamoStore, V>, lambda_http::Error> {
     logging::init();
     let config = Config::from_env(family)?;
-    let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let client = aws_sdk_dynamodb::Client::new(&sdk_config);
+    let client = b24_state::client_from_env_vars()?;
     let store = DynamoStore::new(client, config.table_name.clone())
         .with_event_ttl_days(config.event_ttl_days);
-    let verifier = (family == Family::App).then(|| Verifier::new(config.verifier.clone()));
     let metrics = Metrics::stdout(config.metrics_namespace.clone());
+    let verifier = verifier(&config);
     Ok(Pipeline::new(&config, Arc::new(store), verifier, metrics))
 }

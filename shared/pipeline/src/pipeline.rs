@@ -5,7 +5,7 @@ use crate::answer::{Answer, Rejection};
 use crate::auth::{authenticate, AuthResult};
 use crate::config::Config;
 use crate::metrics::{Metrics, RequestMetrics};
-use crate::verifier::Verifier;
+use crate::verifier::{RefuseTokenChanges, TokenChangeVerifier};
 use b24_events::{DecodeError, Event, Family, Limits};
 use b24_state::{PortalRegistry, Store, StoreError};
 use lambda_http::http::Method;
@@ -13,16 +13,17 @@ use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The shared request pipeline of one function (one family).
-pub struct Pipeline<S: Store> {
+/// The shared request pipeline of one function (one family). `V` confirms token changes on
+/// install/update; only the app function needs a real one.
+pub struct Pipeline<S: Store, V: TokenChangeVerifier = RefuseTokenChanges> {
     family: Family,
     limits: Limits,
     registry: PortalRegistry<S>,
-    verifier: Option<Verifier>,
+    verifier: V,
     metrics: Metrics,
 }
 
-impl<S: Store> std::fmt::Debug for Pipeline<S> {
+impl<S: Store, V: TokenChangeVerifier> std::fmt::Debug for Pipeline<S, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
             .field("family", &self.family)
@@ -40,15 +41,10 @@ struct Facts {
     reason: Option<String>,
 }
 
-impl<S: Store> Pipeline<S> {
-    /// A pipeline for `config.family` over `store`. Pass a [`Verifier`] only to the function that
-    /// serves install/update events; metrics go to `metrics`.
-    pub fn new(
-        config: &Config,
-        store: Arc<S>,
-        verifier: Option<Verifier>,
-        metrics: Metrics,
-    ) -> Self {
+impl<S: Store, V: TokenChangeVerifier> Pipeline<S, V> {
+    /// A pipeline for `config.family` over `store`, confirming token changes with `verifier`;
+    /// metrics go to `metrics`.
+    pub fn new(config: &Config, store: Arc<S>, verifier: V, metrics: Metrics) -> Self {
         let limits = Limits {
             max_body_bytes: config.max_body_bytes,
             ..Limits::default()
@@ -151,7 +147,7 @@ impl<S: Store> Pipeline<S> {
         event: &Event,
         facts: &mut Facts,
     ) -> Result<Answer, StoreError> {
-        match authenticate(event, &self.registry, self.verifier.as_ref()).await? {
+        match authenticate(event, &self.registry, &self.verifier).await? {
             AuthResult::Refused(why) => {
                 facts.reason = Some(why.as_str().to_string());
                 Ok(Answer::Rejected(Rejection::Unauthorized(why)))

@@ -17,9 +17,34 @@ use b24_state::Portal;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+/// Confirms an install/update's `access_token` before it may replace a portal's stored token.
+///
+/// The app function uses [`AppInfoVerifier`]; the three other functions never see install
+/// events and use [`RefuseTokenChanges`], which keeps the HTTPS client out of their binaries.
+pub trait TokenChangeVerifier: Send + Sync + 'static {
+    /// `Ok(())` only when `access_token` is confirmed for `portal`.
+    fn verify(
+        &self,
+        portal: &Portal,
+        access_token: &Secret,
+    ) -> impl std::future::Future<Output = Result<(), VerifyError>> + Send;
+}
+
+/// Refuses every token change: for functions that serve no install/update events.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RefuseTokenChanges;
+
+impl TokenChangeVerifier for RefuseTokenChanges {
+    async fn verify(&self, _: &Portal, _: &Secret) -> Result<(), VerifyError> {
+        Err(VerifyError::NotConfigured)
+    }
+}
+
 /// Why a token change could not be verified. Never contains a token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VerifyError {
+    /// This function does not verify token changes.
+    NotConfigured,
     /// The portal has no stored endpoint, or it is not a usable URL.
     BadEndpoint(&'static str),
     /// The endpoint resolves to an address we never call.
@@ -39,6 +64,9 @@ pub enum VerifyError {
 impl fmt::Display for VerifyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            VerifyError::NotConfigured => {
+                f.write_str("this function does not verify token changes")
+            }
             VerifyError::BadEndpoint(r) => write!(f, "stored client_endpoint unusable: {r}"),
             VerifyError::ForbiddenAddress => {
                 f.write_str("client_endpoint resolves to a non-public address")
@@ -58,18 +86,24 @@ impl std::error::Error for VerifyError {}
 
 /// Calls `app.info` to confirm that an install/update's `access_token` is real.
 #[derive(Clone, Debug)]
-pub struct Verifier {
+pub struct AppInfoVerifier {
     config: VerifierConfig,
 }
 
-impl Verifier {
-    /// A verifier with these settings. Nothing is connected until [`Verifier::verify`].
+impl TokenChangeVerifier for AppInfoVerifier {
+    async fn verify(&self, portal: &Portal, access_token: &Secret) -> Result<(), VerifyError> {
+        self.app_info(portal, access_token).await
+    }
+}
+
+impl AppInfoVerifier {
+    /// A verifier with these settings. Nothing is connected until a verification.
     pub fn new(config: VerifierConfig) -> Self {
-        Verifier { config }
+        AppInfoVerifier { config }
     }
 
     /// Confirms `access_token` with `app.info` on the portal's stored `client_endpoint`.
-    pub async fn verify(&self, portal: &Portal, access_token: &Secret) -> Result<(), VerifyError> {
+    async fn app_info(&self, portal: &Portal, access_token: &Secret) -> Result<(), VerifyError> {
         if access_token.is_empty() {
             return Err(VerifyError::BadAnswer("no access_token to verify"));
         }
@@ -319,7 +353,7 @@ mod tests {
 
     #[tokio::test]
     async fn insecure_endpoints_are_refused_by_default() {
-        let v = Verifier::new(VerifierConfig::default());
+        let v = AppInfoVerifier::new(VerifierConfig::default());
         let token = Secret::new("t0k3n");
         let mut p = portal();
         p.client_endpoint = Some("http://example.bitrix24.com/rest/".into());

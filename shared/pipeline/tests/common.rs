@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use b24_events::Family;
-use b24_pipeline::{Config, Metrics, Pipeline, Verifier};
+use b24_pipeline::{AppInfoVerifier, Config, Metrics, Pipeline};
 use b24_state::DynamoStore;
 use base64::Engine;
 use lambda_http::{Body, Request, Response};
@@ -184,10 +184,10 @@ pub struct Harness {
 }
 
 impl Harness {
-    pub fn pipeline(&self, family: Family) -> Pipeline<DynamoStore> {
+    pub fn pipeline(&self, family: Family) -> Pipeline<DynamoStore, AppInfoVerifier> {
         let mut config = self.config.clone();
         config.family = family;
-        let verifier = (family == Family::App).then(|| Verifier::new(config.verifier.clone()));
+        let verifier = AppInfoVerifier::new(config.verifier.clone());
         let metrics = Metrics::with_sink("Test", Arc::new(Mutex::new(self.metrics.clone())));
         Pipeline::new(&config, self.store.clone(), verifier, metrics)
     }
@@ -275,7 +275,10 @@ pub async fn fake_app_info(
 }
 
 /// POSTs a form body to `pipeline`'s own route and reads the answer.
-pub async fn post<S: b24_state::Store>(pipeline: &Pipeline<S>, body: &str) -> (u16, Value) {
+pub async fn post<S: b24_state::Store, V: b24_pipeline::TokenChangeVerifier>(
+    pipeline: &Pipeline<S, V>,
+    body: &str,
+) -> (u16, Value) {
     let response = pipeline
         .handle(form_post(pipeline.family(), body))
         .await

@@ -395,3 +395,33 @@ async fn storage_down_answers_503_without_secrets() {
     assert!(h.metrics.text().contains("\"StorageErrors\":1"));
     assert_no_secrets(&logs, &h);
 }
+
+#[tokio::test]
+async fn without_a_verifier_token_changes_are_refused() {
+    let Case { logs, _guard, h, m } = case("noverifier", None).await;
+    let mut config = h.config.clone();
+    config.family = Family::App;
+    let sink = std::sync::Arc::new(std::sync::Mutex::new(h.metrics.clone()));
+    let app = b24_pipeline::Pipeline::new(
+        &config,
+        h.store.clone(),
+        b24_pipeline::RefuseTokenChanges,
+        b24_pipeline::Metrics::with_sink("Test", sink),
+    );
+    let change = install(
+        &m,
+        &app_token(2),
+        &access_token(2),
+        "https://some-domain.bitrix24.ru/rest/",
+    );
+    assert_eq!(post(&app, &form(&change)).await.0, 401);
+    // The unchanged token still installs (an update with the same token needs no verification).
+    let same = install(
+        &m,
+        &app_token(1),
+        &access_token(2),
+        "https://some-domain.bitrix24.ru/rest/",
+    );
+    assert_eq!(post(&app, &form(&same)).await.0, 200);
+    assert_no_secrets(&logs, &h);
+}

@@ -55,14 +55,8 @@ impl DynamoStore {
             .filter(|t| !t.trim().is_empty())
             .ok_or_else(|| StoreError::Config(format!("{} is not set", schema::TABLE_NAME_ENV)))?;
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        // Bitrix24's queue waits for our answer: fail fast (→ 503) rather than hang.
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .operation_attempt_timeout(Duration::from_secs(3))
-            .operation_timeout(Duration::from_secs(8))
-            .build();
         let conf = aws_sdk_dynamodb::config::Builder::from(&config)
-            .timeout_config(timeouts)
+            .timeout_config(crate::client::timeouts())
             .build();
         Ok(DynamoStore::new(Client::from_conf(conf), table))
     }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod client;
 mod dynamo;
 mod error;
 pub mod item;
@@ -17,6 +18,7 @@ pub mod schema;
 pub mod testing;
 pub mod transition;
 
+pub use client::{client_from_env_vars, client_from_lookup, timeouts};
 pub use dynamo::{from_av, item_from_av, to_av, DynamoStore};
 pub use error::StoreError;
 pub use memory::MemoryStore;
