@@ -3,6 +3,8 @@
 //! - `cargo bench -p b24-benches --bench decode`: the `b24-events` decoder (see BENCHMARKS.md).
 //! - `cargo run -p b24-benches --example corpus -- 256`: prints the decode corpus, one form
 //!   body per line (used for the PHP `parse_str` comparison, `benches/php_parse_str.php`).
+//! - `examples/decode_loop.rs` and `php_parse_str_count.php`: fixed amounts of work for
+//!   instruction counting under `valgrind --tool=callgrind` (noise-free on a shared machine).
 
 use b24_events::{
     encode, Auth, Event, EventData, EventKind, ExternalChat, ImRef, MessageBody, MessageItem,
