@@ -4,8 +4,12 @@
 //!
 //! Limits are enforced while scanning, before anything big is built:
 //! - form: the pair count is checked before each pair is inserted, and the bracket depth of a key
-//!   is checked before its path is walked;
+//!   while it is split (splitting stops at the limit), before its path is walked;
 //! - JSON: a streaming `serde` visitor counts entries and depth as it goes.
+//!
+//! The form scanner is the hot path of the whole crate (see BENCHMARKS.md "Decoding"): one pass
+//! over the body, bracket keys split in place, keys and values borrowed from the body unless
+//! they have to be decoded. The tree borrows from the body (`Node<'a>`).
 //!
 //! Nothing here recurses over untrusted depth except `Drop` and the JSON visitor, both bounded by
 //! [`MAX_DEPTH_CAP`].
