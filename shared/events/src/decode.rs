@@ -6,6 +6,13 @@ use crate::model::*;
 use crate::secret::Secret;
 use crate::tree::{self, MapNode, Node, MAX_DEPTH_CAP};
 
+/// Longest accepted value of any field but message text, in bytes. IDs, codes and endpoints
+/// become DynamoDB keys (a sort key holds at most 1024 bytes) and attributes (an item at most
+/// 400 KB), and no real value comes near it. Longer values are a 400 naming the field; in the
+/// undocumented `message.files` they are dropped instead.
+pub const MAX_FIELD_BYTES: usize = 512;
+const FIELD_LIMIT_TEXT: &str = "value of at most 512 bytes";
+
 /// Decodes one webhook body with the default [`Limits`].
 ///
 /// `content_type` is the request's `Content-Type` header: `application/x-www-form-urlencoded`
@@ -122,8 +129,18 @@ struct At<'a> {
 }
 
 impl<'a> At<'a> {
-    /// The scalar under `key`: `None` when absent or empty (PHP sends null as "").
+    /// The scalar under `key`: `None` when absent or empty (PHP sends null as ""). At most
+    /// [`MAX_FIELD_BYTES`]: IDs, codes and endpoints become storage keys and attributes.
     fn str(&self, key: &str) -> Result<Option<&'a str>, DecodeError> {
+        match self.long_str(key)? {
+            Some(s) if s.len() > MAX_FIELD_BYTES => Err(self.invalid(key, FIELD_LIMIT_TEXT)),
+            other => Ok(other),
+        }
+    }
+
+    /// Like [`At::str`] without the field limit: for message text (the body limit applies; the
+    /// state crate truncates what it stores).
+    fn long_str(&self, key: &str) -> Result<Option<&'a str>, DecodeError> {
         match self.map.get(key) {
             None => Ok(None),
             Some((_, Node::Scalar(s))) if s.is_empty() => Ok(None),
@@ -346,7 +363,7 @@ fn extract_message_item(item: At<'_>, kind: EventKind) -> Result<MessageItem, De
     let message = with_map(item, "message", |m| {
         Ok(MessageBody {
             user_id: m.int("user_id")?,
-            text: m.string("text")?,
+            text: m.long_str("text")?.map(str::to_owned),
             ids: if kind == EventKind::MessageAdd {
                 Vec::new()
             } else {
@@ -396,7 +413,9 @@ fn extract_files(m: At<'_>) -> Vec<FileRef> {
         return Vec::new();
     };
     let text = |f: &MapNode<'_>, k: &str| match f.get(k) {
-        Some((_, Node::Scalar(s))) if !s.is_empty() => Some(s.to_string()),
+        Some((_, Node::Scalar(s))) if !s.is_empty() && s.len() <= MAX_FIELD_BYTES => {
+            Some(s.to_string())
+        }
         _ => None,
     };
     list.list_items()

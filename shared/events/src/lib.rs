@@ -10,7 +10,7 @@ mod model;
 mod secret;
 mod tree;
 
-pub use decode::{decode, decode_with, WireFormat};
+pub use decode::{decode, decode_with, WireFormat, MAX_FIELD_BYTES};
 pub use error::{DecodeError, Limits};
 pub use kind::{EventKind, Family};
 pub use model::*;

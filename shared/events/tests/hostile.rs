@@ -154,3 +154,47 @@ fn long_repeated_keys_stay_linear() {
     decode(body.as_bytes(), None).unwrap();
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
+
+#[test]
+fn overlong_fields_are_refused_but_long_text_is_kept() {
+    let base = "event=ONIMCONNECTORMESSAGEADD&auth%5Bmember_id%5D=m1&auth%5Bapplication_token%5D=t\
+                &data%5BCONNECTOR%5D=c&data%5BLINE%5D=1\
+                &data%5BMESSAGES%5D%5B0%5D%5Bim%5D%5Bchat_id%5D=1\
+                &data%5BMESSAGES%5D%5B0%5D%5Bim%5D%5Bmessage_id%5D=2";
+    let long = "x".repeat(b24_events::MAX_FIELD_BYTES + 1);
+    for (field, wire) in [
+        ("auth[member_id]", "auth%5Bmember_id%5D"),
+        ("data[CONNECTOR]", "data%5BCONNECTOR%5D"),
+        (
+            "data[MESSAGES][0][chat][id]",
+            "data%5BMESSAGES%5D%5B0%5D%5Bchat%5D%5Bid%5D",
+        ),
+    ] {
+        let body = format!("{base}&{wire}={long}");
+        let err = decode(body.as_bytes(), None).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(err.to_string().contains(field), "{err}");
+        assert!(
+            !err.to_string().contains(&long),
+            "the value is never echoed"
+        );
+    }
+    let text = "Ж".repeat(100_000);
+    let body = format!("{base}&data%5BMESSAGES%5D%5B0%5D%5Bmessage%5D%5Btext%5D={text}");
+    let event = decode(body.as_bytes(), None).expect("long text is not a field limit");
+    let b24_events::EventData::Messages(m) = event.data else {
+        panic!("messages")
+    };
+    assert_eq!(m.messages[0].message.text.as_deref(), Some(text.as_str()));
+    // In the undocumented files list an overlong value is dropped, not fatal.
+    let body = format!("{base}&data%5BMESSAGES%5D%5B0%5D%5Bmessage%5D%5Bfiles%5D%5B0%5D%5Blink%5D={long}&data%5BMESSAGES%5D%5B0%5D%5Bmessage%5D%5Bfiles%5D%5B0%5D%5Bname%5D=a.png");
+    let event = decode(body.as_bytes(), None).unwrap();
+    let b24_events::EventData::Messages(m) = event.data else {
+        panic!("messages")
+    };
+    assert_eq!(m.messages[0].message.files[0].link, None);
+    assert_eq!(
+        m.messages[0].message.files[0].name.as_deref(),
+        Some("a.png")
+    );
+}

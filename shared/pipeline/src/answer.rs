@@ -34,6 +34,9 @@ pub enum Rejection {
     /// Authentication failed (unknown portal, uninstalled portal, wrong or missing token,
     /// unverifiable token change). The cause is logged, never answered.
     Unauthorized(AuthFailure),
+    /// DynamoDB refused the event's writes as invalid (e.g. an item over 400 KB that the
+    /// decoder's and the state crate's limits did not prevent); nothing was written.
+    Unstorable(String),
     /// DynamoDB is unreachable or throttling; the event was not applied.
     StorageUnavailable,
 }
@@ -74,7 +77,9 @@ impl Rejection {
             Rejection::TooLarge { .. } => 413,
             Rejection::UnsupportedContentType(_) => 415,
             Rejection::Undecodable(_) => 400,
-            Rejection::UnsupportedEvent(_) | Rejection::WrongFamily { .. } => 422,
+            Rejection::UnsupportedEvent(_)
+            | Rejection::WrongFamily { .. }
+            | Rejection::Unstorable(_) => 422,
             Rejection::Unauthorized(_) => 401,
             Rejection::StorageUnavailable => 503,
         }
@@ -89,6 +94,7 @@ impl Rejection {
             Rejection::Undecodable(_) => "bad_request",
             Rejection::UnsupportedEvent(_) => "unsupported_event",
             Rejection::WrongFamily { .. } => "wrong_family",
+            Rejection::Unstorable(_) => "unstorable_event",
             Rejection::Unauthorized(_) => "unauthorized",
             Rejection::StorageUnavailable => "storage_unavailable",
         }
@@ -102,6 +108,7 @@ impl Rejection {
             Rejection::UnsupportedContentType(r)
             | Rejection::Undecodable(r)
             | Rejection::UnsupportedEvent(r) => r.clone(),
+            Rejection::Unstorable(cause) => format!("the event cannot be stored: {cause}"),
             Rejection::WrongFamily { event, route } => {
                 format!("{event} is served by POST {route}")
             }

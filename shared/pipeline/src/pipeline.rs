@@ -137,7 +137,7 @@ impl<S: Store, V: TokenChangeVerifier> Pipeline<S, V> {
             Ok(answer) => answer,
             Err(e) => {
                 facts.reason = Some(e.to_string());
-                Answer::Rejected(Rejection::StorageUnavailable)
+                Answer::Rejected(storage_rejection(&e))
             }
         }
     }
@@ -165,6 +165,19 @@ impl<S: Store, V: TokenChangeVerifier> Pipeline<S, V> {
                 Ok(Answer::Accepted(outcome?))
             }
         }
+    }
+}
+
+/// A store error as an answer: DynamoDB refusing the event's own writes as invalid is about
+/// this input (422, and logged at error level: the limits should have prevented it); anything
+/// else (unreachable, throttled, misconfigured, contended) is 503.
+fn storage_rejection(e: &StoreError) -> Rejection {
+    match e {
+        StoreError::Rejected { cause, .. } if cause.starts_with("ValidationException") => {
+            tracing::error!(cause = %cause, "DynamoDB refused an event's writes");
+            Rejection::Unstorable(cause.clone())
+        }
+        _ => Rejection::StorageUnavailable,
     }
 }
 

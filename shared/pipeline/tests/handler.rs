@@ -425,3 +425,63 @@ async fn without_a_verifier_token_changes_are_refused() {
     assert_eq!(post(&app, &form(&same)).await.0, 200);
     assert_no_secrets(&logs, &h);
 }
+
+#[tokio::test]
+async fn largest_events_within_the_limits_are_stored_and_overlong_fields_are_400() {
+    let Case { logs, _guard, h, m } = case("large", None).await;
+    let messages = h.pipeline(Family::Messages);
+
+    // Every field at its limit: long ids, files and a long text. The state crate truncates
+    // what does not fit an item; the answer is never a 5xx.
+    let long = "x".repeat(b24_events::MAX_FIELD_BYTES);
+    let mut event = message_add(&m, &app_token(1), 42);
+    let msg = &mut event["data"]["MESSAGES"][0];
+    msg["message"]["text"] = json!("Ж".repeat(120_000));
+    msg["message"]["id"] = json!((0..150)
+        .map(|i| format!("{i}{long}")[..long.len()].to_string())
+        .collect::<Vec<_>>());
+    msg["message"]["files"] = json!((0..120)
+        .map(|_| json!({"name": long, "type": "file", "link": long, "size": "1"}))
+        .collect::<Vec<_>>());
+    msg["chat"]["id"] = json!(long);
+    let body = form(&event);
+    assert!(body.len() < 1024 * 1024, "{}", body.len());
+    assert_eq!(
+        post(&messages, &body).await,
+        (200, json!({"outcome": "applied"}))
+    );
+    assert_eq!(
+        post(&messages, &body).await,
+        (200, json!({"outcome": "duplicate"}))
+    );
+
+    // One byte over a field limit: a 400 naming the field, and nothing is stored.
+    let mut event = message_add(&m, &app_token(1), 43);
+    event["data"]["CONNECTOR"] = json!(format!("{long}x"));
+    let (status, answer) = post(&messages, &form(&event)).await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("data[CONNECTOR]"),
+        "{answer}"
+    );
+    let mut event = message_add(&format!("{long}x"), &app_token(1), 44);
+    event["auth"]["domain"] = json!("d");
+    let (status, answer) = post(&messages, &form(&event)).await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("auth[member_id]"),
+        "{answer}"
+    );
+    let records = h.store.portal_records(&m).await.unwrap();
+    assert!(
+        records.iter().all(|r| r["message_id"] != 43),
+        "nothing stored for the refused event"
+    );
+    assert_no_secrets(&logs, &h);
+}
