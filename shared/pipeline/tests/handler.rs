@@ -51,17 +51,16 @@ struct Case {
 }
 
 async fn case(tag: &str, max_body_bytes: Option<usize>) -> Case {
+    case_at(tag, max_body_bytes, "https://some-domain.bitrix24.ru/rest/").await
+}
+
+/// Like [`case`], the portal's stored `client_endpoint` being `endpoint`.
+async fn case_at(tag: &str, max_body_bytes: Option<usize>, endpoint: &str) -> Case {
     let logs = Capture::default();
     let _guard = capture_logs(&logs);
     let h = harness(max_body_bytes).await;
     let m = member(tag);
-    install_portal(
-        &h,
-        &m,
-        &app_token(1),
-        "https://some-domain.bitrix24.ru/rest/",
-    )
-    .await;
+    install_portal(&h, &m, &app_token(1), endpoint).await;
     Case { logs, _guard, h, m }
 }
 
@@ -297,12 +296,8 @@ async fn authentication_failures_answer_401_the_same_way() {
 
 #[tokio::test]
 async fn token_change_needs_app_info_on_the_stored_endpoint() {
-    let logs = Capture::default();
-    let _guard = capture_logs(&logs);
-    let h = harness(None).await;
-    let m = member("takeover");
     let (endpoint, fake) = fake_app_info(access_token(3), 2).await;
-    install_portal(&h, &m, &app_token(1), &endpoint).await;
+    let Case { logs, _guard, h, m } = case_at("takeover", None, &endpoint).await;
     let app = h.pipeline(Family::App);
     let messages = h.pipeline(Family::Messages);
 
@@ -337,10 +332,6 @@ async fn token_change_needs_app_info_on_the_stored_endpoint() {
 
 #[tokio::test]
 async fn unreachable_verifier_refuses_the_token_change() {
-    let logs = Capture::default();
-    let _guard = capture_logs(&logs);
-    let h = harness(None).await;
-    let m = member("unreachable");
     // A port nobody listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -348,7 +339,7 @@ async fn unreachable_verifier_refuses_the_token_change() {
         .unwrap()
         .port();
     let endpoint = format!("http://127.0.0.1:{closed}/rest/");
-    install_portal(&h, &m, &app_token(1), &endpoint).await;
+    let Case { logs, _guard, h, m } = case_at("unreachable", None, &endpoint).await;
     let app = h.pipeline(Family::App);
     let change = install(&m, &app_token(2), &access_token(2), &endpoint);
     assert_eq!(post(&app, &form(&change)).await.0, 401);
