@@ -6,42 +6,15 @@
 //! - `examples/decode_loop.rs` and `php_parse_str_count.php`: fixed amounts of work for
 //!   instruction counting under `valgrind --tool=callgrind` (noise-free on a shared machine).
 
-use b24_events::{
-    encode, Auth, Event, EventData, EventKind, ExternalChat, ImRef, MessageBody, MessageItem,
-    MessagesData, Secret,
-};
+use b24_events::{encode, Event, EventKind};
+use b24_fixtures::Fixture;
 
-/// A small deterministic PRNG (xorshift64*), so the corpus is the same on every run.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
+/// The deterministic generator of the corpora (`fastrand` with a fixed seed), so a corpus is
+/// the same on every run.
+pub type Rng = fastrand::Rng;
 
-impl Rng {
-    /// A generator from a seed (0 is replaced by a fixed non-zero seed).
-    pub fn new(seed: u64) -> Self {
-        Rng(if seed == 0 {
-            0x9E37_79B9_7F4A_7C15
-        } else {
-            seed
-        })
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-
-    /// One element of `items`.
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.range(0, items.len() as u64 - 1) as usize]
-    }
+fn pick<'a, T>(rng: &mut Rng, items: &'a [T]) -> &'a T {
+    &items[rng.usize(..items.len())]
 }
 
 const OPERATORS: [&str; 5] = [
@@ -68,71 +41,39 @@ const PHRASES: [&str; 10] = [
 /// A realistic MessageAdd event with `messages` messages (Cyrillic text with BB-codes and the
 /// operator-name prefix Bitrix24 adds, like fixture F1).
 pub fn message_add(rng: &mut Rng, messages: usize) -> Event {
-    let ts = 1_773_759_161 + rng.range(0, 10_000_000) as i64;
-    let chat_id = rng.range(100, 99_999) as i64;
+    let ts = 1_773_759_161 + rng.i64(0..=10_000_000);
+    let chat_id = rng.i64(100..=99_999);
+    let fixture = Fixture::new(EventKind::MessageAdd)
+        .member(&format!("{:032x}", rng.u128(..)))
+        .token(&format!("{:032x}", rng.u128(..)))
+        .access_token(&format!("{:032x}", rng.u128(..)))
+        .handler(555)
+        .ts(ts);
     let items = (0..messages)
         .map(|_| {
-            let mut text = format!("[b]{}:[/b] [br]", rng.pick::<&str>(&OPERATORS));
-            for i in 0..rng.range(1, 3) {
+            let mut text = format!("[b]{}:[/b] [br]", pick::<&str>(rng, &OPERATORS));
+            for i in 0..rng.u32(1..=3) {
                 if i > 0 {
                     text.push_str("[br]");
                 }
-                let phrase = rng.pick::<&str>(&PHRASES);
-                text.push_str(phrase);
+                text.push_str(pick::<&str>(rng, &PHRASES));
             }
-            MessageItem {
-                im: ImRef {
-                    chat_id,
-                    message_id: rng.range(10_000, 9_999_999) as i64,
-                },
-                message: MessageBody {
-                    user_id: Some(rng.range(1, 500) as i64),
-                    text: Some(text),
-                    ids: vec![],
-                    files: vec![],
-                },
-                chat: ExternalChat {
-                    id: Some(format!("channel-{}", rng.range(1, 9_999))),
-                },
-            }
+            let mut item = b24_fixtures::item(rng.i64(10_000..=9_999_999), Some(&text), &[]);
+            item.im.chat_id = chat_id;
+            item.message.user_id = Some(rng.i64(1..=500));
+            item.chat.id = Some(format!("channel-{}", rng.u32(1..=9_999)));
+            item
         })
         .collect();
-    Event {
-        kind: EventKind::MessageAdd,
-        handler_id: Some(555),
-        ts: Some(ts),
-        auth: Auth {
-            member_id: format!("{:032x}", rng.next_u64() as u128 * 0x1_0000_0001),
-            domain: Some("some-domain.bitrix24.ru".into()),
-            client_endpoint: Some("https://some-domain.bitrix24.ru/rest/".into()),
-            server_endpoint: Some("https://oauth.bitrix24.tech/rest/".into()),
-            status: Some("F".into()),
-            scope: vec!["imconnector".into(), "imopenlines".into()],
-            user_id: Some(27),
-            expires: Some(ts + 3600),
-            expires_in: Some(3600),
-            access_token: Some(Secret::new(format!(
-                "{:016x}{:016x}",
-                rng.next_u64(),
-                rng.next_u64()
-            ))),
-            refresh_token: None,
-            application_token: Some(Secret::new(format!("{:032x}", rng.next_u64() as u128))),
-        },
-        data: EventData::Messages(MessagesData {
-            connector: Some("myconnector".into()),
-            line: Some(107),
-            messages: items,
-        }),
-    }
+    fixture.event_with_items(items)
 }
 
 /// `n` MessageAdd events with 1–5 messages each, deterministic for a seed.
 pub fn events(n: usize, seed: u64) -> Vec<Event> {
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::with_seed(seed);
     (0..n)
         .map(|_| {
-            let messages = rng.range(1, 5) as usize;
+            let messages = rng.usize(1..=5);
             message_add(&mut rng, messages)
         })
         .collect()

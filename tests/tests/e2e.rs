@@ -74,8 +74,9 @@ impl Stack {
         let config = aws_config_for(&self.ddb).await;
         let store =
             b24_state::DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), self.table.clone());
+        let member = b24_state::MemberId::new(member).expect("valid member id");
         store
-            .portal_records(member)
+            .portal_records(&member)
             .await
             .expect("DynamoDB Local answers")
     }

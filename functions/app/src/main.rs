@@ -2,15 +2,15 @@
 //! (`ONAPPINSTALL`, `ONAPPUPDATE`, `ONAPPUNINSTALL`).
 
 use b24_events::Family;
-use b24_pipeline::AppInfoVerifier;
-use lambda_http::{run, service_fn, Error};
+use b24_pipeline::{AppInfoVerifier, InitError};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    // Built once per execution environment, borrowed by every invocation. A reinstall that
-    // replaces a portal's token is confirmed with Bitrix24's app.info (see b24_pipeline::verifier).
+async fn main() -> Result<(), InitError> {
+    // Built once per execution environment, borrowed by every invocation. An install that
+    // changes or restores a portal's token is verified with Bitrix24's app.info for
+    // BITRIX24_CLIENT_ID (see b24_pipeline::verifier).
     let pipeline = b24_pipeline::pipeline_from_env(Family::App, |config| {
         AppInfoVerifier::new(config.verifier.clone())
     })?;
-    run(service_fn(|request| pipeline.handle(request))).await
+    b24_pipeline::serve(pipeline).await
 }

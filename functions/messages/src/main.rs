@@ -1,13 +1,12 @@
 //! `POST /bitrix24/messages`: the Lambda function of the `messages` event family.
 
 use b24_events::Family;
-use b24_pipeline::RefuseTokenChanges;
-use lambda_http::{run, service_fn, Error};
+use b24_pipeline::{InitError, RefuseTokenChanges};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), InitError> {
     // Built once per execution environment, borrowed by every invocation. This family has no
-    // install/update events, so it never verifies a token change (no HTTPS client linked).
+    // install/update events, so it never verifies one (no HTTPS client linked).
     let pipeline = b24_pipeline::pipeline_from_env(Family::Messages, |_| RefuseTokenChanges)?;
-    run(service_fn(|request| pipeline.handle(request))).await
+    b24_pipeline::serve(pipeline).await
 }

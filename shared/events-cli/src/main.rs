@@ -7,11 +7,8 @@
 //!
 //! Exit codes: 0 success; 1 `send` got a non-2xx answer; 2 usage, input or connection error.
 
-use b24_events::{
-    decode, encode, AppData, AppUninstallData, Auth, DialogConnector, DialogItem, DialogsData,
-    Event, EventData, EventKind, ExternalChat, ExternalUser, ImRef, LineDeleteData, MessageBody,
-    MessageItem, MessagesData, Secret, Session, StatusDeleteData,
-};
+use b24_events::{decode, encode, Event, EventKind};
+use b24_fixtures::Fixture;
 use clap::{Args, Parser, Subcommand};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -131,10 +128,32 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader went away (`b24-events decode --lines … | head`): stop quietly, as Unix
+        // tools do.
+        Err(msg) if msg == BROKEN_PIPE => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("error: {}", one_line(&msg));
             ExitCode::from(2)
         }
+    }
+}
+
+/// The error text of a closed stdout (never printed).
+const BROKEN_PIPE: &str = "\u{0}broken pipe";
+
+/// Writes one line to stdout; a closed pipe becomes [`BROKEN_PIPE`].
+fn out_line(text: &str) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(io_error)
+}
+
+fn io_error(e: std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        BROKEN_PIPE.to_string()
+    } else {
+        e.to_string()
     }
 }
 
@@ -179,7 +198,8 @@ fn run_decode(
 ) -> Result<ExitCode, String> {
     let input = read_input(file)?;
     if lines {
-        let mut out = std::io::stdout().lock();
+        // Buffered: stdout is line-buffered, one write per body would dominate the run.
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
         for line in input.split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -189,14 +209,15 @@ fn run_decode(
                 Ok(event) => event.to_json_string(),
                 Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
             };
-            writeln!(out, "{json}").map_err(|e| e.to_string())?;
+            writeln!(out, "{json}").map_err(io_error)?;
         }
+        out.flush().map_err(io_error)?;
         return Ok(ExitCode::SUCCESS);
     }
     let body = trim_newline(&input);
     let event = decode(body, content_type_for(content_type, body)).map_err(|e| e.to_string())?;
     let pretty = serde_json::to_string_pretty(&event).map_err(|e| e.to_string())?;
-    println!("{pretty}");
+    out_line(&pretty)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -207,7 +228,7 @@ fn run_encode(file: Option<PathBuf>) -> Result<ExitCode, String> {
     if !value.is_object() {
         return Err("the JSON input is not an object".into());
     }
-    println!("{}", encode::php_form(&value));
+    out_line(&encode::php_form(&value))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -218,161 +239,49 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Builds the typed event the way Bitrix24 would send it (fixtures F1–F7, F14, F15).
+/// Builds the typed event the way Bitrix24 would send it (the fixtures crate's docs examples,
+/// F1–F7, F14, F15, with the command line's overrides).
 fn build_event(a: &SendArgs) -> Result<Event, String> {
     let kind = EventKind::from_code(&a.event).ok_or_else(|| {
         format!(
             "unknown event {:?}; expected one of: {}",
             a.event,
-            EventKind::ALL.map(|k| k.bind_name()).join(", ")
+            EventKind::ALL
+                .iter()
+                .map(|k| k.bind_name())
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     })?;
-    use EventKind::*;
-    let ts = a.ts.unwrap_or_else(now);
-    let connector = a.connector.to_lowercase();
-    let user_event = matches!(
-        kind,
-        MessageAdd | MessageUpdate | MessageDelete | StatusDelete | LineDelete
-    );
-    let with_refresh = matches!(kind, DialogStart | DialogFinish | AppInstall | AppUpdate);
-    let access_token = match (&a.access_token, kind) {
-        (Some(t), _) => Some(t.clone()),
-        (None, AppUninstall) => None,
-        (None, DialogStart | DialogFinish | AppInstall | AppUpdate) => {
-            Some("s6p6eclrvim6da22ft9ch94ekreb52lv".to_owned())
-        }
-        (None, _) => Some("c978b990071b0008440001b0895f697a".to_owned()),
-    };
-    let uninstall = kind == AppUninstall;
-    let auth = Auth {
-        member_id: a.member_id.clone(),
-        domain: Some(a.domain.clone()),
-        client_endpoint: Some(
-            a.client_endpoint
-                .clone()
-                .unwrap_or_else(|| format!("https://{}/rest/", a.domain)),
-        ),
-        server_endpoint: Some("https://oauth.bitrix24.tech/rest/".into()),
-        status: (!uninstall).then(|| "F".into()),
-        scope: if uninstall {
-            Vec::new()
-        } else if matches!(kind, DialogStart | DialogFinish) {
-            vec!["imconnector".into()]
-        } else {
-            vec!["imconnector".into(), "imopenlines".into()]
-        },
-        user_id: user_event.then_some(27),
-        expires: user_event.then_some(ts + 3600),
-        expires_in: (!uninstall).then_some(3600),
-        access_token: access_token.map(Secret::new),
-        refresh_token: with_refresh.then(|| Secret::new("4s386p3q0tr8dy89xvmt96234v3dljg8")),
-        application_token: Some(Secret::new(a.application_token.clone())),
-    };
-    let (handler_id, data) = match kind {
-        MessageAdd | MessageUpdate | MessageDelete => {
-            let (handler, message_id, text, ids) = match kind {
-                MessageAdd => (
-                    555,
-                    86497,
-                    Some("[b]Светлана Иванова:[/b] [br]Добрый день!"),
-                    vec![],
-                ),
-                MessageUpdate => (
-                    557,
-                    86501,
-                    Some("[b]Светлана Иванова:[/b][br] Какие у вас вопросы?"),
-                    vec![a.external_id.clone()],
-                ),
-                _ => (559, 86501, None, vec![a.external_id.clone()]),
-            };
-            let item = MessageItem {
-                im: ImRef {
-                    chat_id: a.chat_id.unwrap_or(1807),
-                    message_id: a.message_id.unwrap_or(message_id),
-                },
-                message: MessageBody {
-                    user_id: (kind == MessageAdd).then_some(27),
-                    text: a.text.clone().or(text.map(str::to_owned)),
-                    ids,
-                    files: vec![],
-                },
-                chat: ExternalChat {
-                    id: Some("channel-123".into()),
-                },
-            };
-            (
-                Some(handler),
-                EventData::Messages(MessagesData {
-                    connector: Some(connector),
-                    line: Some(a.line),
-                    messages: vec![item],
-                }),
-            )
-        }
-        DialogStart | DialogFinish => {
-            let chat = a.chat_id.unwrap_or(8).to_string();
-            let item = DialogItem {
-                connector: DialogConnector {
-                    connector_id: Some(connector.clone()),
-                    line_id: Some(a.line),
-                    chat_id: Some(chat.clone()),
-                    user_id: Some("0".into()),
-                },
-                session: Session {
-                    id: a.session_id,
-                    closed: Some(kind == DialogFinish),
-                    parent_id: Some(0),
-                    close_term: Some(10),
-                },
-                chat: ExternalChat { id: Some(chat) },
-                user: ExternalUser {
-                    id: Some("0".into()),
-                },
-            };
-            (
-                Some(1),
-                EventData::Dialogs(DialogsData {
-                    connector: Some(connector),
-                    line: Some(a.line),
-                    dialogs: vec![item],
-                }),
-            )
-        }
-        StatusDelete => (
-            Some(561),
-            EventData::StatusDelete(StatusDeleteData {
-                connector,
-                line: a.line,
-            }),
-        ),
-        LineDelete => (
-            Some(563),
-            EventData::LineDelete(LineDeleteData { line: a.line }),
-        ),
-        AppInstall | AppUpdate => (
-            None,
-            EventData::App(AppData {
-                version: Some(a.version.clone()),
-                active: Some(true),
-                installed: Some(true),
-                language_id: Some("ru".into()),
-            }),
-        ),
-        AppUninstall => (
-            None,
-            EventData::AppUninstall(AppUninstallData {
-                language_id: Some("ru".into()),
-                clean: a.clean,
-            }),
-        ),
-    };
-    Ok(Event {
-        kind,
-        handler_id,
-        ts: Some(ts),
-        auth,
-        data,
-    })
+    let mut f = Fixture::new(kind)
+        .member(&a.member_id)
+        .token(&a.application_token)
+        .domain(&a.domain)
+        .line(a.line)
+        .connector(&a.connector)
+        .session(a.session_id)
+        .clean(a.clean)
+        .version(&a.version)
+        .ts(a.ts.unwrap_or_else(now));
+    if kind != EventKind::MessageAdd {
+        f = f.external_ids(&[a.external_id.as_str()]);
+    }
+    if let Some(t) = &a.access_token {
+        f = f.access_token(t);
+    }
+    if let Some(e) = &a.client_endpoint {
+        f = f.client_endpoint(e);
+    }
+    if let Some(c) = a.chat_id {
+        f = f.chat_id(c);
+    }
+    if let Some(m) = a.message_id {
+        f = f.message_id(m);
+    }
+    if let Some(t) = &a.text {
+        f = f.text(t);
+    }
+    Ok(f.event())
 }
 
 fn run_send(a: &SendArgs) -> Result<ExitCode, String> {
@@ -384,7 +293,7 @@ fn run_send(a: &SendArgs) -> Result<ExitCode, String> {
         ("application/x-www-form-urlencoded", encode::php_form(&wire))
     };
     if a.print_body {
-        println!("{body}");
+        out_line(&body)?;
         return Ok(ExitCode::SUCCESS);
     }
     let url = a.url.as_deref().ok_or("--url is required")?;
@@ -403,7 +312,7 @@ fn run_send(a: &SendArgs) -> Result<ExitCode, String> {
         .body_mut()
         .read_to_string()
         .map_err(|e| format!("reading the answer failed: {e}"))?;
-    println!("{status} {}", answer.trim_end());
+    out_line(&format!("{status} {}", answer.trim_end()))?;
     Ok(if (200..300).contains(&status) {
         ExitCode::SUCCESS
     } else {

@@ -52,7 +52,7 @@ fn decode_every_fixture() {
         assert_eq!(json, expected, "{name}");
         n += 1;
     }
-    assert_eq!(n, 28);
+    assert_eq!(n, 36);
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn send_posts_a_decodable_form_body() {
     );
 
     let event = b24_events::decode(&body, Some("application/x-www-form-urlencoded")).unwrap();
-    assert_eq!(event.kind, b24_events::EventKind::MessageAdd);
+    assert_eq!(event.kind(), b24_events::EventKind::MessageAdd);
     assert_eq!(event.auth.member_id, "portal1");
     assert_eq!(
         event.auth.application_token.as_ref().unwrap().expose(),
@@ -233,7 +233,7 @@ fn send_posts_a_decodable_form_body() {
     assert_eq!(event.handler_id, Some(555));
     assert_eq!(event.line(), Some(9));
     assert_eq!(event.connector(), Some("myconn"));
-    let b24_events::EventData::Messages(m) = &event.data else {
+    let b24_events::EventData::MessageAdd(m) = &event.data else {
         panic!()
     };
     assert_eq!(m.messages[0].im.chat_id, 11);
@@ -282,7 +282,7 @@ fn send_every_event_print_body_decodes() {
             assert!(out.status.success(), "{name}: {}", stderr(&out));
             let event = b24_events::decode(stdout(&out).trim_end().as_bytes(), None)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(event.kind, kind);
+            assert_eq!(event.kind(), *kind);
             assert_eq!(event.auth.member_id, "bac1cd5c8940947a75e0d71b1a84e348");
             assert!(event.auth.application_token.is_some());
         }

@@ -97,8 +97,8 @@ fn urlencode_into(out: &mut String, s: &str) {
     }
 }
 
-/// The wire-shaped JSON of an event, as Bitrix24 would send it (shaped like the spec's
-/// fixtures F1–F7, F14, F15): upper-case `CONNECTOR`/`LINE`/`MESSAGES` for Message*,
+/// The wire-shaped JSON of an event, as Bitrix24 would send it (shaped like the Bitrix24 docs'
+/// examples, `tests/fixtures/f*.json`): upper-case `CONNECTOR`/`LINE`/`MESSAGES` for Message*,
 /// `DATA` and `eventId` for Dialog*, lower-case `connector`/`line` for StatusDelete, a scalar
 /// `data` for LineDelete, `Y`/`N` and `1`/`0` flags, every scalar a string.
 ///
@@ -106,15 +106,16 @@ fn urlencode_into(out: &mut String, s: &str) {
 /// build test and demo bodies; never log it.
 pub fn wire_json(event: &Event) -> Value {
     let mut top = Map::new();
-    top.insert("event".into(), json!(event.kind.code()));
+    let kind = event.kind();
+    top.insert("event".into(), json!(kind.code()));
     if let Some(id) = event.handler_id {
-        let key = match event.kind {
+        let key = match kind {
             EventKind::DialogStart | EventKind::DialogFinish => "eventId",
             _ => "event_handler_id",
         };
         top.insert(key.into(), json!(id.to_string()));
     }
-    let data = wire_data(event.kind, &event.data);
+    let data = wire_data(kind, &event.data);
     if !data.is_null() {
         top.insert("data".into(), data);
     }
@@ -145,7 +146,13 @@ fn wire_auth(a: &Auth) -> Value {
     put(&mut m, "expires", a.expires);
     put(&mut m, "expires_in", a.expires_in);
     if !a.scope.is_empty() {
-        put(&mut m, "scope", Some(a.scope.join(", ")));
+        // `, ` as in the docs' examples; `,` when that would not fit the scope limit (the
+        // decoded list came from at most MAX_SCOPE_BYTES, so single separators always fit).
+        let mut scope = a.scope.join(", ");
+        if scope.len() > crate::MAX_SCOPE_BYTES {
+            scope = a.scope.join(",");
+        }
+        put(&mut m, "scope", Some(scope));
     }
     put(&mut m, "domain", a.domain.as_deref());
     put(&mut m, "server_endpoint", a.server_endpoint.as_deref());
@@ -173,16 +180,18 @@ fn non_empty(m: Map<String, Value>) -> Option<Value> {
 fn wire_data(kind: EventKind, data: &EventData) -> Value {
     let mut m = Map::new();
     match data {
-        EventData::Messages(d) => {
-            put(&mut m, "CONNECTOR", d.connector.as_deref());
+        EventData::MessageAdd(d) | EventData::MessageUpdate(d) | EventData::MessageDelete(d) => {
+            let connector = d.connector_as_sent.as_deref().or(d.connector.as_deref());
+            put(&mut m, "CONNECTOR", connector);
             put(&mut m, "LINE", d.line);
             let items: Vec<Value> = d.messages.iter().map(|i| wire_message(kind, i)).collect();
             if !items.is_empty() {
                 m.insert("MESSAGES".into(), Value::Array(items));
             }
         }
-        EventData::Dialogs(d) => {
-            put(&mut m, "CONNECTOR", d.connector.as_deref());
+        EventData::DialogStart(d) | EventData::DialogFinish(d) => {
+            let connector = d.connector_as_sent.as_deref().or(d.connector.as_deref());
+            put(&mut m, "CONNECTOR", connector);
             put(&mut m, "LINE", d.line);
             let items: Vec<Value> = d.dialogs.iter().map(wire_dialog).collect();
             if !items.is_empty() {
@@ -190,12 +199,13 @@ fn wire_data(kind: EventKind, data: &EventData) -> Value {
             }
         }
         EventData::StatusDelete(d) => {
-            put(&mut m, "connector", Some(&d.connector));
+            put(&mut m, "connector", Some(&d.connector_as_sent));
             put(&mut m, "line", Some(d.line));
         }
         EventData::LineDelete(d) => return Value::String(d.line.to_string()),
-        EventData::App(d) => {
+        EventData::AppInstall(d) | EventData::AppUpdate(d) => {
             put(&mut m, "VERSION", d.version.as_deref());
+            put(&mut m, "PREVIOUS_VERSION", d.previous_version.as_deref());
             put(&mut m, "ACTIVE", yn(d.active));
             put(&mut m, "INSTALLED", yn(d.installed));
             put(&mut m, "LANGUAGE_ID", d.language_id.as_deref());
@@ -217,7 +227,7 @@ fn wire_message(kind: EventKind, i: &MessageItem) -> Value {
     let mut msg = Map::new();
     match (kind, i.message.ids.as_slice()) {
         (EventKind::MessageAdd, _) | (_, []) => {}
-        // Delete sends a single scalar, Update an array (spec §2.3, §2.4).
+        // Delete sends a single scalar, Update an array (as the Bitrix24 docs show them).
         (EventKind::MessageDelete, [one]) => put(&mut msg, "id", Some(one)),
         (_, ids) => {
             msg.insert("id".into(), json!(ids));
@@ -231,15 +241,30 @@ fn wire_message(kind: EventKind, i: &MessageItem) -> Value {
         .iter()
         .filter_map(|f| {
             let mut m = Map::new();
+            put(&mut m, "id", f.id.as_deref());
             put(&mut m, "name", f.name.as_deref());
             put(&mut m, "type", f.file_type.as_deref());
+            put(&mut m, "mime", f.mime.as_deref());
             put(&mut m, "link", f.link.as_deref());
+            put(&mut m, "downloadLink", f.download_link.as_deref());
             put(&mut m, "size", f.size);
+            put(&mut m, "sizef", f.size_formatted.as_deref());
+            put(&mut m, "width", f.width);
+            put(&mut m, "height", f.height);
             non_empty(m)
         })
         .collect();
     if !files.is_empty() {
         msg.insert("files".into(), Value::Array(files));
+    }
+    if !i.message.params.is_empty() {
+        let params: Map<String, Value> = i
+            .message
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        msg.insert("params".into(), Value::Object(params));
     }
     if let Some(v) = non_empty(msg) {
         item.insert("message".into(), v);
@@ -255,7 +280,12 @@ fn wire_message(kind: EventKind, i: &MessageItem) -> Value {
 fn wire_dialog(d: &DialogItem) -> Value {
     let mut item = Map::new();
     let mut c = Map::new();
-    put(&mut c, "connector_id", d.connector.connector_id.as_deref());
+    let c_id = &d.connector;
+    let connector = c_id
+        .connector_id_as_sent
+        .as_deref()
+        .or(c_id.connector_id.as_deref());
+    put(&mut c, "connector_id", connector);
     put(&mut c, "line_id", d.connector.line_id);
     put(&mut c, "chat_id", d.connector.chat_id.as_deref());
     put(&mut c, "user_id", d.connector.user_id.as_deref());

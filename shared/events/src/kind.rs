@@ -2,9 +2,10 @@
 
 use serde::Serialize;
 use std::fmt;
+use strum::VariantArray;
 
 /// The family an event belongs to: one Lambda function and one route per family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, VariantArray)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     /// `OnImConnectorMessageAdd/Update/Delete`.
@@ -18,13 +19,8 @@ pub enum Family {
 }
 
 impl Family {
-    /// All families, in route order.
-    pub const ALL: [Family; 4] = [
-        Family::Messages,
-        Family::Dialogs,
-        Family::Connector,
-        Family::App,
-    ];
+    /// All families, in route order (derived from the enum: a new family is listed by itself).
+    pub const ALL: &'static [Family] = Family::VARIANTS;
 
     /// The family name as it appears in the normalized JSON (`messages`, ...).
     pub fn as_str(self) -> &'static str {
@@ -46,21 +42,19 @@ impl Family {
         }
     }
 
-    /// The events of this family.
-    pub fn events(self) -> &'static [EventKind] {
-        use EventKind::*;
-        match self {
-            Family::Messages => &[MessageAdd, MessageUpdate, MessageDelete],
-            Family::Dialogs => &[DialogStart, DialogFinish],
-            Family::Connector => &[StatusDelete, LineDelete],
-            Family::App => &[AppInstall, AppUpdate, AppUninstall],
-        }
+    /// The events of this family (from [`EventKind::family`], so never out of date).
+    pub fn events(self) -> impl Iterator<Item = EventKind> {
+        EventKind::ALL
+            .iter()
+            .copied()
+            .filter(move |k| k.family() == self)
     }
 
     /// Parses a family name (`messages`, `dialogs`, `connector`, `app`), ASCII case-insensitive.
     pub fn parse(name: &str) -> Option<Family> {
         Family::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|f| f.as_str().eq_ignore_ascii_case(name))
     }
 }
@@ -72,7 +66,7 @@ impl fmt::Display for Family {
 }
 
 /// One of the ten supported event codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, VariantArray)]
 pub enum EventKind {
     /// `ONIMCONNECTORMESSAGEADD`: an operator's message goes out to the external channel.
     MessageAdd,
@@ -97,19 +91,9 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    /// All ten events.
-    pub const ALL: [EventKind; 10] = [
-        EventKind::MessageAdd,
-        EventKind::MessageUpdate,
-        EventKind::MessageDelete,
-        EventKind::DialogStart,
-        EventKind::DialogFinish,
-        EventKind::StatusDelete,
-        EventKind::LineDelete,
-        EventKind::AppInstall,
-        EventKind::AppUpdate,
-        EventKind::AppUninstall,
-    ];
+    /// Every supported event, in declaration order (derived from the enum, never a
+    /// hand-kept list).
+    pub const ALL: &'static [EventKind] = EventKind::VARIANTS;
 
     /// The upper-case event code (`ONIMCONNECTORMESSAGEADD`, ...).
     pub fn code(self) -> &'static str {
@@ -147,7 +131,8 @@ impl EventKind {
     pub fn from_code(code: &str) -> Option<EventKind> {
         let code = code.trim();
         EventKind::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|k| k.code().eq_ignore_ascii_case(code))
     }
 
@@ -182,12 +167,15 @@ mod tests {
 
     #[test]
     fn codes_parse_in_any_case() {
-        for k in EventKind::ALL {
+        for &k in EventKind::ALL {
             assert_eq!(EventKind::from_code(k.code()), Some(k));
             assert_eq!(EventKind::from_code(k.bind_name()), Some(k));
             assert_eq!(EventKind::from_code(&k.code().to_lowercase()), Some(k));
-            assert!(k.family().events().contains(&k));
+            assert!(k.family().events().any(|e| e == k));
         }
+        assert_eq!(EventKind::ALL.len(), 10);
+        let per_family: usize = Family::ALL.iter().map(|f| f.events().count()).sum();
+        assert_eq!(per_family, EventKind::ALL.len());
         assert_eq!(EventKind::from_code("ONCRMDEALADD"), None);
     }
 }

@@ -10,7 +10,10 @@ mod model;
 mod secret;
 mod tree;
 
-pub use decode::{decode, decode_with, WireFormat, MAX_FIELD_BYTES};
+pub use decode::{
+    decode, decode_with, is_valid_connector_id, is_valid_member_id, WireFormat,
+    MAX_CONNECTOR_BYTES, MAX_FIELD_BYTES, MAX_MEMBER_ID_BYTES, MAX_SCOPE_BYTES,
+};
 pub use error::{DecodeError, Limits};
 pub use kind::{EventKind, Family};
 pub use model::*;

@@ -1,43 +1,46 @@
-//! The typed event and its normalized JSON form (schema v1).
+//! The typed event and its normalized JSON form (schema v1.1).
 //!
-//! Every type here serializes to the public **normalized event schema v1** (see the crate docs).
-//! Secrets are held in [`Secret`] and are skipped: `auth` only says whether each token was present.
+//! Every type here serializes to the public **normalized event schema v1.1** (see the crate
+//! docs). Secrets are held in [`Secret`] and are skipped: `auth` only says whether each token was
+//! present. An event's kind is the variant of its [`EventData`], so a kind without its data (or
+//! data of another kind) cannot be built.
 
 use crate::kind::{EventKind, Family};
 use crate::secret::Secret;
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
-
-/// The version of the normalized JSON schema this crate produces.
-pub const SCHEMA_VERSION: u32 = 1;
+use std::collections::BTreeMap;
 
 /// One decoded Bitrix24 event.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
-    /// Which event this is.
-    pub kind: EventKind,
     /// `event_handler_id`, or `eventId` (Dialog* events); `None` when absent.
     pub handler_id: Option<i64>,
     /// `ts`: when Bitrix24's queue sent the event (Unix seconds).
     pub ts: Option<i64>,
     /// The `auth` block.
     pub auth: Auth,
-    /// The event's data, by event shape.
+    /// The event's kind and data.
     pub data: EventData,
 }
 
 impl Event {
-    /// The family that serves this event.
-    pub fn family(&self) -> Family {
-        self.kind.family()
+    /// Which event this is.
+    pub fn kind(&self) -> EventKind {
+        self.data.kind()
     }
 
-    /// The normalized JSON (schema v1) as a `serde_json::Value`.
+    /// The family that serves this event.
+    pub fn family(&self) -> Family {
+        self.kind().family()
+    }
+
+    /// The normalized JSON (schema v1.1) as a `serde_json::Value`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("the normalized event always serializes")
     }
 
-    /// The normalized JSON (schema v1) as a compact string.
+    /// The normalized JSON (schema v1.1) as a compact string.
     pub fn to_json_string(&self) -> String {
         serde_json::to_string(self).expect("the normalized event always serializes")
     }
@@ -45,21 +48,28 @@ impl Event {
     /// The open line the event concerns, when it names one.
     pub fn line(&self) -> Option<i64> {
         match &self.data {
-            EventData::Messages(m) => m.line,
-            EventData::Dialogs(d) => d.line,
+            EventData::MessageAdd(m)
+            | EventData::MessageUpdate(m)
+            | EventData::MessageDelete(m) => m.line,
+            EventData::DialogStart(d) | EventData::DialogFinish(d) => d.line,
             EventData::StatusDelete(s) => Some(s.line),
             EventData::LineDelete(l) => Some(l.line),
-            EventData::App(_) | EventData::AppUninstall(_) => None,
+            EventData::AppInstall(_) | EventData::AppUpdate(_) | EventData::AppUninstall(_) => None,
         }
     }
 
-    /// The connector the event concerns, when it names one (lower-cased).
+    /// The connector the event concerns, when it names one (lower-cased, as used in keys).
     pub fn connector(&self) -> Option<&str> {
         match &self.data {
-            EventData::Messages(m) => m.connector.as_deref(),
-            EventData::Dialogs(d) => d.connector.as_deref(),
+            EventData::MessageAdd(m)
+            | EventData::MessageUpdate(m)
+            | EventData::MessageDelete(m) => m.connector.as_deref(),
+            EventData::DialogStart(d) | EventData::DialogFinish(d) => d.connector.as_deref(),
             EventData::StatusDelete(s) => Some(&s.connector),
-            _ => None,
+            EventData::LineDelete(_)
+            | EventData::AppInstall(_)
+            | EventData::AppUpdate(_)
+            | EventData::AppUninstall(_) => None,
         }
     }
 }
@@ -67,8 +77,8 @@ impl Event {
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("Event", 6)?;
-        st.serialize_field("event", &self.kind)?;
-        st.serialize_field("family", &self.kind.family())?;
+        st.serialize_field("event", &self.kind())?;
+        st.serialize_field("family", &self.family())?;
         st.serialize_field("handler_id", &self.handler_id)?;
         st.serialize_field("ts", &self.ts)?;
         st.serialize_field("auth", &self.auth)?;
@@ -83,7 +93,8 @@ impl Serialize for Event {
 /// the normalized JSON carries `has_access_token` / `has_refresh_token` / `has_application_token`.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Auth {
-    /// The portal's stable identifier: the tenant key.
+    /// The portal's stable identifier: the tenant key. Validated: 1–64 characters of
+    /// `[0-9a-z_-]` (real ones are 32 lower-case hex), because it becomes part of storage keys.
     pub member_id: String,
     /// Portal address, e.g. `some-domain.bitrix24.ru`.
     pub domain: Option<String>,
@@ -132,29 +143,59 @@ fn present(s: &Option<Secret>) -> bool {
     s.as_ref().is_some_and(|s| !s.is_empty())
 }
 
-/// The `data` of an event, by shape. Serializes without a tag (the shape follows from `event`).
+/// The kind of an event together with its `data`. Serializes as the data alone (the kind is
+/// the normalized event's `event` field).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum EventData {
-    /// MessageAdd / MessageUpdate / MessageDelete.
-    Messages(MessagesData),
-    /// DialogStart / DialogFinish.
-    Dialogs(DialogsData),
-    /// StatusDelete.
+    /// `ONIMCONNECTORMESSAGEADD`: an operator's message goes out to the external channel.
+    MessageAdd(MessagesData),
+    /// `ONIMCONNECTORMESSAGEUPDATE`: an operator edited a message already delivered.
+    MessageUpdate(MessagesData),
+    /// `ONIMCONNECTORMESSAGEDELETE`: an operator deleted a message already delivered.
+    MessageDelete(MessagesData),
+    /// `ONIMCONNECTORDIALOGSTART`: a dialog (open-line session) was created.
+    DialogStart(DialogsData),
+    /// `ONIMCONNECTORDIALOGFINISH`: a dialog was closed.
+    DialogFinish(DialogsData),
+    /// `ONIMCONNECTORSTATUSDELETE`: the connector was disconnected from a line.
     StatusDelete(StatusDeleteData),
-    /// LineDelete.
+    /// `ONIMCONNECTORLINEDELETE`: an open line was deleted.
     LineDelete(LineDeleteData),
-    /// ONAPPINSTALL / ONAPPUPDATE.
-    App(AppData),
-    /// ONAPPUNINSTALL.
+    /// `ONAPPINSTALL`: the app was installed on a portal.
+    AppInstall(AppData),
+    /// `ONAPPUPDATE`: the app was updated on a portal.
+    AppUpdate(AppData),
+    /// `ONAPPUNINSTALL`: the app was removed from a portal.
     AppUninstall(AppUninstallData),
+}
+
+impl EventData {
+    /// The event kind this data belongs to.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            EventData::MessageAdd(_) => EventKind::MessageAdd,
+            EventData::MessageUpdate(_) => EventKind::MessageUpdate,
+            EventData::MessageDelete(_) => EventKind::MessageDelete,
+            EventData::DialogStart(_) => EventKind::DialogStart,
+            EventData::DialogFinish(_) => EventKind::DialogFinish,
+            EventData::StatusDelete(_) => EventKind::StatusDelete,
+            EventData::LineDelete(_) => EventKind::LineDelete,
+            EventData::AppInstall(_) => EventKind::AppInstall,
+            EventData::AppUpdate(_) => EventKind::AppUpdate,
+            EventData::AppUninstall(_) => EventKind::AppUninstall,
+        }
+    }
 }
 
 /// `data` of the three Message* events.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MessagesData {
-    /// Connector ID, lower-cased.
+    /// Connector ID, lower-cased (Bitrix24 lower-cases IDs at `imconnector.register`; keys
+    /// use this form).
     pub connector: Option<String>,
+    /// Connector ID exactly as the portal sent it (`OL_0` has been seen), to echo it back.
+    pub connector_as_sent: Option<String>,
     /// Open line ID.
     pub line: Option<i64>,
     /// The messages (wire key `MESSAGES`, legacy `DATA`), in wire index order.
@@ -181,10 +222,10 @@ pub struct ImRef {
     pub message_id: i64,
 }
 
-/// `message`: author, text, external IDs, files.
+/// `message`: author, text, external IDs, files, params.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MessageBody {
-    /// The Bitrix24 user the message was sent as.
+    /// The Bitrix24 user the message was sent as (`0` for automatic messages).
     pub user_id: Option<i64>,
     /// The text with BB-codes, as sent.
     pub text: Option<String>,
@@ -192,20 +233,39 @@ pub struct MessageBody {
     pub ids: Vec<String>,
     /// Files (undocumented; kept when Bitrix24 sends them).
     pub files: Vec<FileRef>,
+    /// `message.params` as sent (undocumented): a string map on automatic and system
+    /// messages, e.g. `CLASS`, `IMOL_FORM`, `IMOL_VOTE`. Empty when absent.
+    pub params: BTreeMap<String, String>,
 }
 
-/// One element of `message.files` (undocumented, see the spec §2.1).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One element of `message.files` (undocumented; every non-secret field real portals send).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FileRef {
+    /// Bitrix24's file ID, when sent.
+    pub id: Option<String>,
     /// File name.
     pub name: Option<String>,
     /// File type as Bitrix24 names it (`image`, `file`, ...).
     #[serde(rename = "type")]
     pub file_type: Option<String>,
-    /// A Bitrix24 disk link.
+    /// MIME type (`image/png`, `application/pdf`, ...).
+    pub mime: Option<String>,
+    /// A (short) link to the file on the portal (token query parameters removed, as for
+    /// `download_link`).
     pub link: Option<String>,
+    /// `downloadLink`: a download URL (often relative, `/rest/download.json?...`). Sent with
+    /// the viewing user's OAuth token as `auth=...`: every token query parameter (`auth`,
+    /// `access_token`, `refresh_token`, `application_token`) is removed, the rest is kept as
+    /// sent.
+    pub download_link: Option<String>,
     /// Size in bytes.
     pub size: Option<i64>,
+    /// `sizef`: the size as the portal formats it for humans (`20,1 КБ`).
+    pub size_formatted: Option<String>,
+    /// Image width in pixels.
+    pub width: Option<i64>,
+    /// Image height in pixels.
+    pub height: Option<i64>,
 }
 
 /// `chat`: the external system's chat.
@@ -220,6 +280,8 @@ pub struct ExternalChat {
 pub struct DialogsData {
     /// Connector ID, lower-cased.
     pub connector: Option<String>,
+    /// Connector ID exactly as sent.
+    pub connector_as_sent: Option<String>,
     /// Open line ID (a string in the docs; converted).
     pub line: Option<i64>,
     /// The dialogs (wire key `DATA`).
@@ -244,6 +306,8 @@ pub struct DialogItem {
 pub struct DialogConnector {
     /// Connector ID, lower-cased.
     pub connector_id: Option<String>,
+    /// Connector ID exactly as sent.
+    pub connector_id_as_sent: Option<String>,
     /// Open line ID.
     pub line_id: Option<i64>,
     /// External chat ID (a string).
@@ -277,6 +341,8 @@ pub struct ExternalUser {
 pub struct StatusDeleteData {
     /// Connector ID, lower-cased.
     pub connector: String,
+    /// Connector ID exactly as sent.
+    pub connector_as_sent: String,
     /// Open line ID.
     pub line: i64,
 }
@@ -293,6 +359,8 @@ pub struct LineDeleteData {
 pub struct AppData {
     /// App version (`VERSION`).
     pub version: Option<String>,
+    /// `PREVIOUS_VERSION` (ONAPPUPDATE): the version the portal updated from.
+    pub previous_version: Option<String>,
     /// `ACTIVE` (`Y` → true).
     pub active: Option<bool>,
     /// `INSTALLED` (`Y` → true; `N` = installation not finished).

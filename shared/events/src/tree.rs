@@ -127,6 +127,11 @@ impl<'a> MapNode<'a> {
         next_index: 0,
     };
 
+    /// Whether the map has no children.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.children.entries.is_empty()
+    }
+
     /// Exact key first, then an ASCII case-insensitive match (the smallest such key in byte
     /// order when several differ only in case, as a sorted map would give).
     pub(crate) fn get(&self, key: &str) -> Option<(&str, &Node<'a>)> {

@@ -40,11 +40,19 @@ fn garbage_gives_errors_not_panics() {
 fn invalid_utf8_is_decoded_lossily_or_refused() {
     // Form: bytes are percent-decoded then read as lossy UTF-8.
     let e = decode(
-        b"event=ONAPPINSTALL&auth[member_id]=m%FF%FE&data[VERSION]=\xff1",
+        b"event=ONAPPINSTALL&auth[member_id]=m&auth[domain]=d%FF%FE&data[VERSION]=\xff1",
         None,
     )
     .unwrap();
-    assert_eq!(e.auth.member_id, "m\u{fffd}\u{fffd}");
+    assert_eq!(e.auth.domain.as_deref(), Some("d\u{fffd}\u{fffd}"));
+    let b24_events::EventData::AppInstall(app) = &e.data else {
+        panic!()
+    };
+    assert_eq!(app.version.as_deref(), Some("\u{fffd}1"));
+    // Not in an identifier: a member_id is never "repaired" into a valid one.
+    let err = decode(b"event=ONAPPINSTALL&auth[member_id]=m%FF%FE", None).unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert!(err.to_string().contains("auth[member_id]"), "{err}");
     // JSON: invalid UTF-8 is a syntax error.
     let err = decode(b"{\"event\":\"\xff\"}", Some("application/json")).unwrap_err();
     assert!(
@@ -114,7 +122,7 @@ fn hundred_thousand_keys_is_refused_quickly() {
 fn huge_index_allocates_nothing() {
     let body = "event=ONIMCONNECTORMESSAGEUPDATE&auth[member_id]=m&data[MESSAGES][99999999999][im][chat_id]=1&data[MESSAGES][99999999999][im][message_id]=2&data[MESSAGES][99999999999][message][id][9223372036854775807]=x&data[MESSAGES][99999999999][message][id][]=y&data[MESSAGES][-5][im][chat_id]=3&data[MESSAGES][-5][im][message_id]=4";
     let e = decode(body.as_bytes(), None).unwrap();
-    let b24_events::EventData::Messages(m) = &e.data else {
+    let b24_events::EventData::MessageUpdate(m) = &e.data else {
         panic!()
     };
     assert_eq!(m.messages.len(), 2);
@@ -182,17 +190,20 @@ fn overlong_fields_are_refused_but_long_text_is_kept() {
     let text = "Ж".repeat(100_000);
     let body = format!("{base}&data%5BMESSAGES%5D%5B0%5D%5Bmessage%5D%5Btext%5D={text}");
     let event = decode(body.as_bytes(), None).expect("long text is not a field limit");
-    let b24_events::EventData::Messages(m) = event.data else {
+    let b24_events::EventData::MessageAdd(m) = event.data else {
         panic!("messages")
     };
     assert_eq!(m.messages[0].message.text.as_deref(), Some(text.as_str()));
-    // In the undocumented files list an overlong value is dropped, not fatal.
-    let body = format!("{base}&data%5BMESSAGES%5D%5B0%5D%5Bmessage%5D%5Bfiles%5D%5B0%5D%5Blink%5D={long}&data%5BMESSAGES%5D%5B0%5D%5Bmessage%5D%5Bfiles%5D%5B0%5D%5Bname%5D=a.png");
+    // In the undocumented files list an overlong value is dropped, not fatal (links may be
+    // up to 2048 bytes, the other file fields up to MAX_FIELD_BYTES).
+    let long_link = "x".repeat(2049);
+    let body = format!("{base}&data%5BMESSAGES%5D%5B0%5D%5Bmessage%5D%5Bfiles%5D%5B0%5D%5Blink%5D={long_link}&data%5BMESSAGES%5D%5B0%5D%5Bmessage%5D%5Bfiles%5D%5B0%5D%5Bname%5D=a.png&data%5BMESSAGES%5D%5B0%5D%5Bmessage%5D%5Bfiles%5D%5B0%5D%5Bmime%5D={long}");
     let event = decode(body.as_bytes(), None).unwrap();
-    let b24_events::EventData::Messages(m) = event.data else {
+    let b24_events::EventData::MessageAdd(m) = event.data else {
         panic!("messages")
     };
     assert_eq!(m.messages[0].message.files[0].link, None);
+    assert_eq!(m.messages[0].message.files[0].mime, None);
     assert_eq!(
         m.messages[0].message.files[0].name.as_deref(),
         Some("a.png")

@@ -1,4 +1,5 @@
-//! One test per wire quirk (spec §4 and issue #3).
+//! One test per wire quirk: every way real or documented Bitrix24 bodies differ from one
+//! another.
 
 use b24_events::{decode, DecodeError, EventData, EventKind};
 
@@ -14,7 +15,7 @@ fn ok(body: &str) -> b24_events::Event {
 
 fn messages(e: &b24_events::Event) -> &b24_events::MessagesData {
     match &e.data {
-        EventData::Messages(m) => m,
+        EventData::MessageAdd(m) | EventData::MessageUpdate(m) | EventData::MessageDelete(m) => m,
         other => panic!("not messages: {other:?}"),
     }
 }
@@ -29,6 +30,19 @@ fn messages_under_legacy_data_key() {
     let m = messages(&e);
     assert_eq!(m.messages.len(), 1);
     assert_eq!(m.messages[0].message.ids, ["x"]);
+}
+
+#[test]
+fn empty_messages_list_in_json_does_not_hide_the_legacy_data_key() {
+    // PHP sends no key for an empty array, so form and JSON agree.
+    let j = decode(
+        br#"{"event":"ONIMCONNECTORMESSAGEUPDATE","auth":{"member_id":"m1"},"data":{"MESSAGES":[],"DATA":[{"im":{"chat_id":1,"message_id":2}}]}}"#,
+        Some("application/json"),
+    )
+    .unwrap();
+    assert_eq!(messages(&j).messages.len(), 1);
+    let f = ok("event=ONIMCONNECTORMESSAGEUPDATE&auth[member_id]=m1&data[DATA][0][im][chat_id]=1&data[DATA][0][im][message_id]=2");
+    assert_eq!(f, j);
 }
 
 #[test]
@@ -95,10 +109,14 @@ fn status_delete_keys_in_lower_or_upper_case() {
         "event=ONIMCONNECTORSTATUSDELETE&{AUTH}&data[connector]=MyConn&data[line]=7"
     ));
     let upper = ok(&format!(
-        "event=ONIMCONNECTORSTATUSDELETE&{AUTH}&data[CONNECTOR]=myconn&data[LINE]=7"
+        "event=ONIMCONNECTORSTATUSDELETE&{AUTH}&data[CONNECTOR]=MyConn&data[LINE]=7"
     ));
     assert_eq!(lower, upper);
     assert_eq!(lower.connector(), Some("myconn"));
+    let EventData::StatusDelete(s) = &lower.data else {
+        panic!()
+    };
+    assert_eq!(s.connector_as_sent, "MyConn");
     assert_eq!(lower.line(), Some(7));
 }
 
@@ -159,7 +177,7 @@ fn event_code_in_any_case() {
         "ONIMCONNECTORMESSAGEADD",
     ] {
         assert_eq!(
-            ok(&format!("event={code}&{AUTH}")).kind,
+            ok(&format!("event={code}&{AUTH}")).kind(),
             EventKind::MessageAdd
         );
     }
@@ -202,7 +220,7 @@ fn empty_string_for_optional_field_is_none() {
     assert_eq!(e.ts, None);
     assert_eq!(e.auth.domain, None);
     assert_eq!(e.auth.user_id, None);
-    let EventData::App(app) = &e.data else {
+    let EventData::AppInstall(app) = &e.data else {
         panic!()
     };
     assert_eq!(app.version, None);
@@ -214,18 +232,24 @@ fn connector_ids_lower_cased() {
     let e = ok(&format!(
         "event=ONIMCONNECTORDIALOGSTART&{AUTH}&data[CONNECTOR]=MyConn&data[DATA][0][connector][connector_id]=MyConn&data[DATA][0][session][id]=1"
     ));
-    let EventData::Dialogs(d) = &e.data else {
+    let EventData::DialogStart(d) = &e.data else {
         panic!()
     };
     assert_eq!(d.connector.as_deref(), Some("myconn"));
+    assert_eq!(d.connector_as_sent.as_deref(), Some("MyConn"));
     assert_eq!(
         d.dialogs[0].connector.connector_id.as_deref(),
         Some("myconn")
+    );
+    assert_eq!(
+        d.dialogs[0].connector.connector_id_as_sent.as_deref(),
+        Some("MyConn")
     );
     let e = ok(&format!(
         "event=ONIMCONNECTORMESSAGEADD&{AUTH}&data[CONNECTOR]=ABC"
     ));
     assert_eq!(e.connector(), Some("abc"));
+    assert_eq!(messages(&e).connector_as_sent.as_deref(), Some("ABC"));
 }
 
 #[test]
@@ -262,6 +286,8 @@ fn undocumented_message_files_kept() {
     assert_eq!(files[0].file_type.as_deref(), Some("image"));
     assert_eq!(files[0].link.as_deref(), Some("https://x/a"));
     assert_eq!(files[0].size, Some(123));
+    assert_eq!(files[0].width, Some(10));
+    assert_eq!(files[0].height, None);
     assert_eq!(
         e.to_json()["data"]["messages"][0]["message"]["files"][0]["type"],
         "image"
@@ -281,7 +307,7 @@ fn y_n_and_1_0_and_true_false_are_booleans() {
         let e = ok(&format!(
             "event=ONAPPINSTALL&{AUTH}&data[ACTIVE]={v}&data[INSTALLED]={v}"
         ));
-        let EventData::App(app) = &e.data else {
+        let EventData::AppInstall(app) = &e.data else {
             panic!()
         };
         assert_eq!(app.active, Some(want), "{v}");
@@ -290,7 +316,7 @@ fn y_n_and_1_0_and_true_false_are_booleans() {
     let err = form(&format!("event=ONAPPINSTALL&{AUTH}&data[ACTIVE]=maybe")).unwrap_err();
     assert_eq!(err.to_string(), "invalid boolean in data[ACTIVE]");
     let e = ok(&format!("event=ONIMCONNECTORDIALOGFINISH&{AUTH}&data[DATA][0][session][id]=1&data[DATA][0][session][closed]=Y"));
-    let EventData::Dialogs(d) = &e.data else {
+    let EventData::DialogFinish(d) = &e.data else {
         panic!()
     };
     assert_eq!(d.dialogs[0].session.closed, Some(true));
@@ -362,6 +388,8 @@ fn unknown_keys_ignored() {
         "event=ONIMCONNECTORMESSAGEADD&{AUTH}&{MSG}&extra=1&data[MESSAGES][0][message][params][CLASS]=x&data[MESSAGES][0][user][id]=5&data[MESSAGES][x][im][chat_id]=z"
     ));
     assert_eq!(messages(&e).messages.len(), 1);
+    // (`params` is kept since schema v1.1; `user` stays ignored.)
+    assert_eq!(messages(&e).messages[0].message.params["CLASS"], "x");
 }
 
 #[test]

@@ -29,6 +29,18 @@ fn no_token_in_errors_debug_or_json() {
     assert_clean(&e.to_json_string());
     assert_clean(&format!("{:#?}", e.auth));
 
+    // A file's download link carries the user's access token as `auth`: stripped.
+    let link = format!(
+        "&event=ONIMCONNECTORMESSAGEADD&data[MESSAGES][0][im][chat_id]=1&data[MESSAGES][0][im][message_id]=2&data[MESSAGES][0][message][files][0][downloadLink]=%2Frest%2Fdownload.json%3Fauth%3D{}%26token%3Ddisk%257Cx&data[MESSAGES][0][message][files][0][link]=https%3A%2F%2Fp%2Fx%3Faccess_token%3D{}",
+        TOKENS[0], TOKENS[0]
+    );
+    let e = decode(body(&link).as_bytes(), None).unwrap();
+    assert_clean(&format!("{e:?}"));
+    assert_clean(&e.to_json_string());
+    assert!(e
+        .to_json_string()
+        .contains(r#""download_link":"/rest/download.json?token=disk%7Cx""#));
+
     // Errors caused by the token fields themselves, or with tokens around.
     let bad = [
         body("&event=ONAPPINSTALL&auth[user_id]=APPSECRET789"),

@@ -1,11 +1,15 @@
-//! Every answer the receiver gives, and the one place that maps it to an HTTP status.
+//! Every answer the receiver gives, and the one place that maps it to an HTTP status and to
+//! the metric flags.
 //!
 //! Bitrix24 never retries a delivery, so each answer is deliberate: 200 for every accepted
 //! event (`applied`, `duplicate`, `stale`), a 4xx with a reason for bad input, 401 for every
 //! authentication failure (the same body whatever the cause), and 503 only when storage is down.
 
+use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::http::HeaderValue;
+use b24_events::DecodeError;
 use b24_state::Outcome;
-use lambda_http::{Body, Response};
 use serde_json::json;
 
 /// Why a request was not applied.
@@ -13,14 +17,11 @@ use serde_json::json;
 pub enum Rejection {
     /// Not a POST.
     MethodNotAllowed,
-    /// The body is larger than the configured limit.
-    TooLarge {
-        /// The limit in bytes.
-        limit: usize,
-    },
+    /// The body (or the number of items in it) is larger than the limit.
+    TooLarge(String),
     /// A content type other than form-urlencoded or JSON.
     UnsupportedContentType(String),
-    /// The body does not decode; the reason names the field.
+    /// The request or its body does not decode; the reason names the field.
     Undecodable(String),
     /// An event code this product does not handle.
     UnsupportedEvent(String),
@@ -34,10 +35,11 @@ pub enum Rejection {
     /// Authentication failed (unknown portal, uninstalled portal, wrong or missing token,
     /// unverifiable token change). The cause is logged, never answered.
     Unauthorized(AuthFailure),
-    /// DynamoDB refused the event's writes as invalid (e.g. an item over 400 KB that the
-    /// decoder's and the state crate's limits did not prevent); nothing was written.
+    /// DynamoDB refused the event's writes as invalid (the decoder's and the state crate's
+    /// limits are meant to make this impossible); nothing was written.
     Unstorable(String),
-    /// DynamoDB is unreachable or throttling; the event was not applied.
+    /// DynamoDB is unreachable, throttling or misconfigured; the event was not applied, or (on
+    /// a timeout) may have been.
     StorageUnavailable,
 }
 
@@ -52,8 +54,12 @@ pub enum AuthFailure {
     TokenMismatch,
     /// The event carries no `application_token`.
     MissingToken,
-    /// An install/update would replace the token, and `app.info` did not confirm it.
+    /// An install/update would replace the token (or reinstall an uninstalled portal), and it
+    /// could not be proven to belong to this application.
     VerificationFailed,
+    /// The portal record changed between authentication and the write (an uninstall, a purge
+    /// or a token change won the race); the event was not applied.
+    Revoked,
 }
 
 impl AuthFailure {
@@ -65,6 +71,26 @@ impl AuthFailure {
             AuthFailure::TokenMismatch => "token_mismatch",
             AuthFailure::MissingToken => "missing_token",
             AuthFailure::VerificationFailed => "token_change_not_verified",
+            AuthFailure::Revoked => "portal_changed",
+        }
+    }
+}
+
+impl From<&DecodeError> for Rejection {
+    fn from(e: &DecodeError) -> Self {
+        let reason = e.to_string();
+        match e {
+            DecodeError::TooLarge { .. } | DecodeError::TooManyItems { .. } => {
+                Rejection::TooLarge(reason)
+            }
+            DecodeError::UnsupportedContentType { .. } => Rejection::UnsupportedContentType(reason),
+            DecodeError::UnsupportedEvent { .. } => Rejection::UnsupportedEvent(reason),
+            DecodeError::TooDeep { .. }
+            | DecodeError::TooManyKeys { .. }
+            | DecodeError::Json { .. }
+            | DecodeError::NotAnObject
+            | DecodeError::Missing { .. }
+            | DecodeError::Invalid { .. } => Rejection::Undecodable(reason),
         }
     }
 }
@@ -74,7 +100,7 @@ impl Rejection {
     pub fn status(&self) -> u16 {
         match self {
             Rejection::MethodNotAllowed => 405,
-            Rejection::TooLarge { .. } => 413,
+            Rejection::TooLarge(_) => 413,
             Rejection::UnsupportedContentType(_) => 415,
             Rejection::Undecodable(_) => 400,
             Rejection::UnsupportedEvent(_)
@@ -89,7 +115,7 @@ impl Rejection {
     pub fn code(&self) -> &'static str {
         match self {
             Rejection::MethodNotAllowed => "method_not_allowed",
-            Rejection::TooLarge { .. } => "payload_too_large",
+            Rejection::TooLarge(_) => "payload_too_large",
             Rejection::UnsupportedContentType(_) => "unsupported_media_type",
             Rejection::Undecodable(_) => "bad_request",
             Rejection::UnsupportedEvent(_) => "unsupported_event",
@@ -104,8 +130,8 @@ impl Rejection {
     pub fn reason(&self) -> String {
         match self {
             Rejection::MethodNotAllowed => "only POST is accepted".into(),
-            Rejection::TooLarge { limit } => format!("body larger than {limit} bytes"),
-            Rejection::UnsupportedContentType(r)
+            Rejection::TooLarge(r)
+            | Rejection::UnsupportedContentType(r)
             | Rejection::Undecodable(r)
             | Rejection::UnsupportedEvent(r) => r.clone(),
             Rejection::Unstorable(cause) => format!("the event cannot be stored: {cause}"),
@@ -113,13 +139,10 @@ impl Rejection {
                 format!("{event} is served by POST {route}")
             }
             Rejection::Unauthorized(_) => "authentication failed".into(),
-            Rejection::StorageUnavailable => "storage unavailable, event not applied".into(),
+            Rejection::StorageUnavailable => {
+                "storage unavailable; the event was not recorded as applied".into()
+            }
         }
-    }
-
-    /// The metric outcome label of a rejection.
-    pub fn outcome_label(&self) -> &'static str {
-        "rejected"
     }
 }
 
@@ -130,6 +153,21 @@ pub enum Answer {
     Accepted(Outcome),
     /// The event was not applied.
     Rejected(Rejection),
+}
+
+/// What one answer contributes to the per-request metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// A 401.
+    pub auth_failure: bool,
+    /// A 400/413/415/422 about the input.
+    pub decode_failure: bool,
+    /// A duplicate.
+    pub duplicate: bool,
+    /// A stale event.
+    pub stale: bool,
+    /// Storage could not take the event.
+    pub storage_error: bool,
 }
 
 impl Answer {
@@ -145,7 +183,42 @@ impl Answer {
     pub fn outcome_label(&self) -> &'static str {
         match self {
             Answer::Accepted(o) => o.as_str(),
-            Answer::Rejected(r) => r.outcome_label(),
+            Answer::Rejected(_) => "rejected",
+        }
+    }
+
+    /// The metric flags of this answer.
+    pub fn flags(&self) -> Flags {
+        match self {
+            Answer::Accepted(Outcome::Applied) => Flags::default(),
+            Answer::Accepted(Outcome::Duplicate) => Flags {
+                duplicate: true,
+                ..Flags::default()
+            },
+            Answer::Accepted(Outcome::Stale) => Flags {
+                stale: true,
+                ..Flags::default()
+            },
+            Answer::Rejected(r) => match r {
+                Rejection::Unauthorized(_) => Flags {
+                    auth_failure: true,
+                    ..Flags::default()
+                },
+                Rejection::TooLarge(_)
+                | Rejection::UnsupportedContentType(_)
+                | Rejection::Undecodable(_)
+                | Rejection::UnsupportedEvent(_)
+                | Rejection::WrongFamily { .. }
+                | Rejection::Unstorable(_) => Flags {
+                    decode_failure: true,
+                    ..Flags::default()
+                },
+                Rejection::StorageUnavailable => Flags {
+                    storage_error: true,
+                    ..Flags::default()
+                },
+                Rejection::MethodNotAllowed => Flags::default(),
+            },
         }
     }
 
@@ -157,16 +230,22 @@ impl Answer {
         }
     }
 
-    /// The HTTP response.
-    pub fn into_response(self) -> Response<Body> {
-        let mut builder = Response::builder()
-            .status(self.status())
-            .header("content-type", "application/json");
+    /// The API Gateway HTTP API (payload 2.0) response.
+    pub fn into_response(self) -> ApiGatewayV2httpResponse {
+        let mut response = ApiGatewayV2httpResponse::default();
+        response.status_code = i64::from(self.status());
+        response
+            .headers
+            .insert("content-type", HeaderValue::from_static("application/json"));
         if matches!(self, Answer::Rejected(Rejection::MethodNotAllowed)) {
-            builder = builder.header("allow", "POST");
+            response
+                .headers
+                .insert("allow", HeaderValue::from_static("POST"));
         }
-        builder
-            .body(Body::from(self.body().to_string()))
-            .expect("static status and headers always build a response")
+        if let Answer::Rejected(Rejection::Unstorable(cause)) = &self {
+            tracing::error!(cause = %cause, "DynamoDB refused an event's writes");
+        }
+        response.body = Some(Body::Text(self.body().to_string()));
+        response
     }
 }

@@ -1,76 +1,114 @@
-//! Per-portal authentication of a decoded event.
+//! Per-portal authentication of a decoded event: which [`Authorization`] it may be applied
+//! under. The state crate checks that authorization again inside the transaction that applies
+//! the event, so what is decided here from a (possibly cached) portal record can never let a
+//! revoked token land.
 //!
-//! - `ONAPPINSTALL` / `ONAPPUPDATE` for an unknown portal register it.
-//! - `ONAPPINSTALL` / `ONAPPUPDATE` that would replace a known portal's token are accepted only
-//!   after the event's `access_token` is confirmed by `app.info` on the portal's **stored**
-//!   `client_endpoint` (never the one in the event: the sender controls that).
-//! - Every other event, `ONAPPUNINSTALL` included (it carries no usable OAuth token): the
-//!   stored token must match, compared in constant time by the state crate.
+//! - `ONAPPINSTALL` / `ONAPPUPDATE` for an unknown portal register it
+//!   ([`Authorization::Register`]).
+//! - Every event whose token matches an installed portal is applied under
+//!   [`Authorization::Installed`].
+//! - `ONAPPINSTALL` / `ONAPPUPDATE` that would replace a known portal's token, or reinstall an
+//!   uninstalled portal (whatever token it presents), need proof that the event belongs to this
+//!   application ([`InstallVerifier`]); then [`Authorization::Replace`].
+//! - Anything else is refused with the cause logged.
 
 use crate::answer::AuthFailure;
-use crate::verifier::TokenChangeVerifier;
+use crate::verifier::InstallVerifier;
 use b24_events::{Event, EventKind};
-use b24_state::{AuthCheck, PortalRegistry, Store, StoreError};
+use b24_state::{
+    AuthCheck, Authorization, MemberId, Portal, PortalRegistry, PortalState, Store, StoreError,
+    TokenHash,
+};
 
 /// The result of authenticating one event.
 #[derive(Debug)]
 pub enum AuthResult {
-    /// Go ahead and apply the event.
-    Accepted,
+    /// Apply the event under this authorization.
+    Accepted {
+        /// What the transaction must find on the portal record.
+        authorization: Authorization,
+        /// For installs verified through Bitrix24's OAuth server: the portal's REST endpoint as
+        /// that server named it.
+        verified_client_endpoint: Option<String>,
+    },
     /// Answer 401; the failure is logged.
     Refused(AuthFailure),
 }
 
-/// Authenticates `event` against the portal registry; `verifier` is asked only about token
-/// changes on install/update.
-pub async fn authenticate<S: Store, V: TokenChangeVerifier>(
+/// Authenticates `event` of portal `member`; `verifier` is asked only about installs and
+/// updates that change or restore a token.
+pub async fn authenticate<S: Store, V: InstallVerifier>(
     event: &Event,
+    member: &MemberId,
     registry: &PortalRegistry<S>,
     verifier: &V,
 ) -> Result<AuthResult, StoreError> {
-    let token = match event
-        .auth
-        .application_token
-        .as_ref()
-        .filter(|t| !t.is_empty())
-    {
-        Some(t) => t,
-        None => return Ok(AuthResult::Refused(AuthFailure::MissingToken)),
+    let Some(token_hash) = TokenHash::of(event.auth.application_token.as_ref()) else {
+        return Ok(AuthResult::Refused(AuthFailure::MissingToken));
     };
-    let member_id = event.auth.member_id.as_str();
-    let check = registry.check(member_id, Some(token)).await?;
-    let installs = matches!(event.kind, EventKind::AppInstall | EventKind::AppUpdate);
-    Ok(match check {
-        AuthCheck::Verified(_) => AuthResult::Accepted,
-        AuthCheck::UnknownPortal if installs => AuthResult::Accepted,
-        AuthCheck::UnknownPortal => AuthResult::Refused(AuthFailure::UnknownPortal),
-        AuthCheck::Uninstalled(portal) if installs => {
-            if portal.token_matches(token) {
-                AuthResult::Accepted
+    let installs = match event.kind() {
+        EventKind::AppInstall | EventKind::AppUpdate => true,
+        EventKind::MessageAdd
+        | EventKind::MessageUpdate
+        | EventKind::MessageDelete
+        | EventKind::DialogStart
+        | EventKind::DialogFinish
+        | EventKind::StatusDelete
+        | EventKind::LineDelete
+        | EventKind::AppUninstall => false,
+    };
+    let accepted = |authorization| AuthResult::Accepted {
+        authorization,
+        verified_client_endpoint: None,
+    };
+    Ok(match registry.check(member, Some(&token_hash)).await? {
+        AuthCheck::Verified(p) => accepted(Authorization::Installed {
+            token_hash,
+            epoch: p.epoch,
+        }),
+        AuthCheck::UnknownPortal if installs => {
+            if verifier.verifies_first_installs() {
+                verify(event, None, verifier, token_hash).await
             } else {
-                verify_change(event, &portal, verifier).await
+                accepted(Authorization::Register { token_hash })
             }
         }
-        AuthCheck::Uninstalled(_) => AuthResult::Refused(AuthFailure::Uninstalled),
-        AuthCheck::TokenMismatch(portal) if installs => {
-            verify_change(event, &portal, verifier).await
+        AuthCheck::UnknownPortal => AuthResult::Refused(AuthFailure::UnknownPortal),
+        AuthCheck::Uninstalled(p) | AuthCheck::TokenMismatch(p) if installs => {
+            verify(event, Some(&p), verifier, token_hash).await
         }
+        AuthCheck::Uninstalled(_) => AuthResult::Refused(AuthFailure::Uninstalled),
         AuthCheck::TokenMismatch(_) => AuthResult::Refused(AuthFailure::TokenMismatch),
     })
 }
 
-async fn verify_change<V: TokenChangeVerifier>(
+async fn verify<V: InstallVerifier>(
     event: &Event,
-    portal: &b24_state::Portal,
+    portal: Option<&Portal>,
     verifier: &V,
+    token_hash: TokenHash,
 ) -> AuthResult {
-    let Some(access_token) = event.auth.access_token.as_ref() else {
-        return AuthResult::Refused(AuthFailure::VerificationFailed);
-    };
-    match verifier.verify(portal, access_token).await {
-        Ok(()) => AuthResult::Accepted,
+    match verifier.verify(event, portal).await {
+        Ok(verified) => AuthResult::Accepted {
+            authorization: match portal {
+                None => Authorization::Register { token_hash },
+                Some(p) => Authorization::Replace {
+                    token_hash,
+                    from: PortalState {
+                        token_hash: p.token_hash.clone(),
+                        installed: p.installed,
+                        epoch: p.epoch,
+                    },
+                },
+            },
+            verified_client_endpoint: verified.client_endpoint,
+        },
         Err(e) => {
-            tracing::warn!(member_id = %portal.member_id, reason = %e, "token change not verified");
+            tracing::warn!(
+                member_id = %event.auth.member_id,
+                reason = %e,
+                "install not verified"
+            );
             AuthResult::Refused(AuthFailure::VerificationFailed)
         }
     }

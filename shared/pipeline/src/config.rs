@@ -3,8 +3,9 @@
 //! A missing or malformed value fails at start-up with a message naming the variable, never on
 //! the first request.
 
-use b24_events::Family;
-use std::fmt;
+use b24_events::{Family, Limits};
+use b24_state::transition::DEFAULT_EVENT_TTL_DAYS;
+use b24_state::DEFAULT_PORTAL_CACHE_ENTRIES;
 use std::time::Duration;
 
 /// Everything a function needs to know, read once from the environment.
@@ -20,16 +21,20 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long a portal record is served from memory (`PORTAL_CACHE_TTL_SECONDS`, default 30).
     pub portal_cache_ttl: Duration,
+    /// How many installed portals are kept in memory at most (`PORTAL_CACHE_ENTRIES`, default
+    /// 4096; least recently used evicted first).
+    pub portal_cache_entries: usize,
     /// How long event records are kept (`EVENT_TTL_DAYS`, default 30).
     pub event_ttl_days: i64,
     /// Settings of the `app.info` verifier used on install/update token changes.
     pub verifier: VerifierConfig,
 }
 
-/// Settings of the `app.info` verifier.
+/// Settings of the install verifier.
 #[derive(Clone, Debug)]
 pub struct VerifierConfig {
-    /// When set, the verified app must be this application (`BITRIX24_CLIENT_ID`).
+    /// The application's client id (`BITRIX24_CLIENT_ID`). Without it no install that changes
+    /// or restores a portal's token can be verified, so such installs are refused.
     pub client_id: Option<String>,
     /// Allows plain HTTP and loopback/private endpoints — for local tests only
     /// (`VERIFIER_ALLOW_INSECURE`, default `false`).
@@ -52,24 +57,14 @@ impl Default for VerifierConfig {
 }
 
 /// A configuration value that is missing or does not parse.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {variable}: {reason}")]
 pub struct ConfigError {
     /// The environment variable.
     pub variable: &'static str,
     /// What is wrong with it.
     pub reason: String,
 }
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "configuration: {}: {}", self.variable, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Default largest body: 1 MiB (real events are a few KB).
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 impl Config {
     /// Reads the configuration of `family` from the process environment.
@@ -122,16 +117,28 @@ impl Config {
                 .unwrap_or_else(|| "Bitrix24Receiver".into()),
             max_body_bytes: number(
                 "MAX_BODY_BYTES",
-                DEFAULT_MAX_BODY_BYTES as u64,
+                Limits::DEFAULT_MAX_BODY_BYTES as u64,
                 1024,
                 6 * 1024 * 1024,
             )? as usize,
             portal_cache_ttl: Duration::from_secs(number("PORTAL_CACHE_TTL_SECONDS", 30, 0, 3600)?),
-            event_ttl_days: number("EVENT_TTL_DAYS", 30, 1, 3650)? as i64,
+            portal_cache_entries: number(
+                "PORTAL_CACHE_ENTRIES",
+                DEFAULT_PORTAL_CACHE_ENTRIES as u64,
+                1,
+                1_000_000,
+            )? as usize,
+            event_ttl_days: number("EVENT_TTL_DAYS", DEFAULT_EVENT_TTL_DAYS as u64, 1, 3650)?
+                as i64,
             verifier: VerifierConfig {
                 client_id: get("BITRIX24_CLIENT_ID"),
                 allow_insecure,
-                timeout: Duration::from_millis(number("VERIFIER_TIMEOUT_MS", 3000, 100, 20_000)?),
+                timeout: match get("VERIFIER_TIMEOUT_MS") {
+                    None => VerifierConfig::default().timeout,
+                    Some(_) => {
+                        Duration::from_millis(number("VERIFIER_TIMEOUT_MS", 0, 100, 20_000)?)
+                    }
+                },
                 ..VerifierConfig::default()
             },
         })
@@ -154,7 +161,9 @@ mod tests {
     #[test]
     fn defaults_apply() {
         let c = Config::from_lookup(Family::App, lookup(&[("TABLE_NAME", "t")])).unwrap();
-        assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(c.max_body_bytes, Limits::DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(c.portal_cache_entries, DEFAULT_PORTAL_CACHE_ENTRIES);
+        assert_eq!(c.verifier.timeout, Duration::from_millis(3000));
         assert_eq!(c.portal_cache_ttl, Duration::from_secs(30));
         assert!(!c.verifier.allow_insecure);
         assert_eq!(c.metrics_namespace, "Bitrix24Receiver");

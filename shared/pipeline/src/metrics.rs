@@ -59,6 +59,8 @@ pub struct RequestMetrics {
     pub outcome: &'static str,
     /// The HTTP status answered.
     pub status: u16,
+    /// What the answer counts as (from [`crate::Answer::flags`]).
+    pub flags: crate::answer::Flags,
     /// Handling time.
     pub latency_ms: f64,
 }
@@ -80,6 +82,7 @@ impl Metrics {
     /// The EMF record of one request.
     pub fn record(&self, m: &RequestMetrics, timestamp_ms: u128) -> Value {
         let flag = |b: bool| if b { 1 } else { 0 };
+        let f = m.flags;
         json!({
             "_aws": {
                 "Timestamp": timestamp_ms as u64,
@@ -109,11 +112,11 @@ impl Metrics {
             "Outcome": m.outcome,
             "Status": m.status,
             names::REQUESTS: 1,
-            names::AUTH_FAILURES: flag(m.status == 401),
-            names::DECODE_FAILURES: flag(matches!(m.status, 400 | 413 | 415 | 422)),
-            names::DUPLICATES: flag(m.outcome == "duplicate"),
-            names::STALE_EVENTS: flag(m.outcome == "stale"),
-            names::STORAGE_ERRORS: flag(m.status >= 500),
+            names::AUTH_FAILURES: flag(f.auth_failure),
+            names::DECODE_FAILURES: flag(f.decode_failure),
+            names::DUPLICATES: flag(f.duplicate),
+            names::STALE_EVENTS: flag(f.stale),
+            names::STORAGE_ERRORS: flag(f.storage_error),
             names::LATENCY: m.latency_ms,
             names::EVENTS: 1,
         })
@@ -146,6 +149,10 @@ mod tests {
                 event: "ONIMCONNECTORMESSAGEADD".into(),
                 outcome: "duplicate",
                 status: 200,
+                flags: crate::answer::Flags {
+                    duplicate: true,
+                    ..Default::default()
+                },
                 latency_ms: 3.5,
             },
             1,

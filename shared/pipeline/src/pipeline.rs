@@ -1,29 +1,30 @@
 //! One request, top to bottom: method → size → decode → family → authenticate → apply → answer,
 //! with one log line and one metrics record per request.
 
-use crate::answer::{Answer, Rejection};
+use crate::answer::{Answer, AuthFailure, Rejection};
 use crate::auth::{authenticate, AuthResult};
 use crate::config::Config;
 use crate::metrics::{Metrics, RequestMetrics};
-use crate::verifier::{RefuseTokenChanges, TokenChangeVerifier};
-use b24_events::{DecodeError, Event, Family, Limits};
-use b24_state::{PortalRegistry, Store, StoreError};
-use lambda_http::http::Method;
-use lambda_http::{Body, Request, Response};
+use crate::request::{RequestError, WebhookRequest};
+use crate::verifier::{InstallVerifier, RefuseTokenChanges};
+use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use b24_events::{Event, Family, Limits};
+use b24_state::{Applied, Context, MemberId, PortalRegistry, Store, StoreError};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The shared request pipeline of one function (one family). `V` confirms token changes on
-/// install/update; only the app function needs a real one.
-pub struct Pipeline<S: Store, V: TokenChangeVerifier = RefuseTokenChanges> {
+/// The shared request pipeline of one function (one family). `V` verifies installs that
+/// change or restore a portal's token; only the app function needs a real one.
+pub struct Pipeline<S: Store, V: InstallVerifier = RefuseTokenChanges> {
     family: Family,
     limits: Limits,
+    event_ttl_days: i64,
     registry: PortalRegistry<S>,
     verifier: V,
     metrics: Metrics,
 }
 
-impl<S: Store, V: TokenChangeVerifier> std::fmt::Debug for Pipeline<S, V> {
+impl<S: Store, V: InstallVerifier> std::fmt::Debug for Pipeline<S, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
             .field("family", &self.family)
@@ -41,8 +42,16 @@ struct Facts {
     reason: Option<String>,
 }
 
-impl<S: Store, V: TokenChangeVerifier> Pipeline<S, V> {
-    /// A pipeline for `config.family` over `store`, confirming token changes with `verifier`;
+/// The receive time in Unix seconds.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl<S: Store, V: InstallVerifier> Pipeline<S, V> {
+    /// A pipeline for `config.family` over `store`, verifying installs with `verifier`;
     /// metrics go to `metrics`.
     pub fn new(config: &Config, store: Arc<S>, verifier: V, metrics: Metrics) -> Self {
         let limits = Limits {
@@ -52,7 +61,12 @@ impl<S: Store, V: TokenChangeVerifier> Pipeline<S, V> {
         Pipeline {
             family: config.family,
             limits,
-            registry: PortalRegistry::new(store, config.portal_cache_ttl),
+            event_ttl_days: config.event_ttl_days,
+            registry: PortalRegistry::new(
+                store,
+                config.portal_cache_ttl,
+                config.portal_cache_entries,
+            ),
             verifier,
             metrics,
         }
@@ -63,20 +77,37 @@ impl<S: Store, V: TokenChangeVerifier> Pipeline<S, V> {
         self.family
     }
 
-    /// The portal registry (and through it the store).
+    /// The portal registry (its cache size is observable in tests).
     pub fn registry(&self) -> &PortalRegistry<S> {
         &self.registry
     }
 
-    /// Handles one API Gateway request. Never fails and never panics on input: every outcome is
-    /// an HTTP answer.
-    pub async fn handle(
-        &self,
-        request: Request,
-    ) -> Result<Response<Body>, std::convert::Infallible> {
+    /// Handles one invocation payload (an API Gateway HTTP API event). Never fails and never
+    /// panics on input: every outcome is an HTTP answer.
+    pub async fn handle(&self, payload: serde_json::Value) -> ApiGatewayV2httpResponse {
         let started = Instant::now();
         let mut facts = Facts::default();
-        let answer = self.answer(&request, &mut facts).await;
+        let answer = match WebhookRequest::from_payload(payload, self.limits.max_body_bytes) {
+            Ok(request) => self.answer(&request, &mut facts).await,
+            Err(e) => Answer::Rejected(request_rejection(&e)),
+        };
+        self.finish(answer, facts, started)
+    }
+
+    /// Handles one already converted request (tests and tools).
+    pub async fn handle_request(&self, request: &WebhookRequest) -> ApiGatewayV2httpResponse {
+        let started = Instant::now();
+        let mut facts = Facts::default();
+        let answer = self.answer(request, &mut facts).await;
+        self.finish(answer, facts, started)
+    }
+
+    fn finish(
+        &self,
+        answer: Answer,
+        mut facts: Facts,
+        started: Instant,
+    ) -> ApiGatewayV2httpResponse {
         let status = answer.status();
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         let outcome = answer.outcome_label();
@@ -100,40 +131,39 @@ impl<S: Store, V: TokenChangeVerifier> Pipeline<S, V> {
             event: facts.event.unwrap_or("unknown").to_string(),
             outcome,
             status,
+            flags: answer.flags(),
             latency_ms: duration_ms,
         });
-        Ok(answer.into_response())
+        answer.into_response()
     }
 
-    async fn answer(&self, request: &Request, facts: &mut Facts) -> Answer {
-        if request.method() != Method::POST {
+    async fn answer(&self, request: &WebhookRequest, facts: &mut Facts) -> Answer {
+        if request.method != "POST" {
             return Answer::Rejected(Rejection::MethodNotAllowed);
         }
-        let body: &[u8] = request.body().as_ref();
-        if body.len() > self.limits.max_body_bytes {
-            return Answer::Rejected(Rejection::TooLarge {
-                limit: self.limits.max_body_bytes,
-            });
-        }
-        let content_type = request
-            .headers()
-            .get(lambda_http::http::header::CONTENT_TYPE)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        let event = match b24_events::decode_with(body, content_type.as_deref(), &self.limits) {
+        let event = match b24_events::decode_with(
+            &request.body,
+            request.content_type.as_deref(),
+            &self.limits,
+        ) {
             Ok(e) => e,
-            Err(e) => return Answer::Rejected(decode_rejection(&e, self.limits.max_body_bytes)),
+            Err(e) => return Answer::Rejected(Rejection::from(&e)),
         };
-        facts.event = Some(event.kind.code());
+        facts.event = Some(event.kind().code());
         facts.member_id = Some(event.auth.member_id.clone());
         facts.domain = event.auth.domain.clone();
         facts.line = event.line();
         if event.family() != self.family {
             return Answer::Rejected(Rejection::WrongFamily {
-                event: event.kind.code(),
+                event: event.kind().code(),
                 route: event.family().route(),
             });
         }
-        match self.authenticate_and_apply(&event, facts).await {
+        let member = match MemberId::new(&event.auth.member_id) {
+            Ok(m) => m,
+            Err(e) => return Answer::Rejected(Rejection::Undecodable(e.to_string())),
+        };
+        match self.authenticate_and_apply(&event, &member, facts).await {
             Ok(answer) => answer,
             Err(e) => {
                 facts.reason = Some(e.to_string());
@@ -145,48 +175,65 @@ impl<S: Store, V: TokenChangeVerifier> Pipeline<S, V> {
     async fn authenticate_and_apply(
         &self,
         event: &Event,
+        member: &MemberId,
         facts: &mut Facts,
     ) -> Result<Answer, StoreError> {
-        match authenticate(event, &self.registry, &self.verifier).await? {
-            AuthResult::Refused(why) => {
-                facts.reason = Some(why.as_str().to_string());
-                Ok(Answer::Rejected(Rejection::Unauthorized(why)))
+        let received_at = unix_now();
+        // At most two rounds: a portal record that changed between authentication and the
+        // write (the transaction's check failed) is read again and the event re-authenticated
+        // once, so a rotated token behind a stale cache still lands.
+        for _ in 0..2 {
+            let (authorization, verified_client_endpoint) =
+                match authenticate(event, member, &self.registry, &self.verifier).await? {
+                    AuthResult::Refused(why) => {
+                        facts.reason = Some(why.as_str().to_string());
+                        return Ok(Answer::Rejected(Rejection::Unauthorized(why)));
+                    }
+                    AuthResult::Accepted {
+                        authorization,
+                        verified_client_endpoint,
+                    } => (authorization, verified_client_endpoint),
+                };
+            let ctx = Context {
+                member: member.clone(),
+                authorization,
+                received_at,
+                event_ttl_days: self.event_ttl_days,
+                verified_client_endpoint,
+            };
+            let applied = self.registry.store().apply(event, &ctx).await;
+            if event.family() == Family::App {
+                // The portal record changed (or may have): never serve it stale from memory.
+                self.registry.invalidate(member);
             }
-            AuthResult::Accepted => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
-                let outcome = self.registry.store().apply(event, now).await;
-                if event.family() == Family::App {
-                    // The portal record changed (or may have): never serve it stale from memory.
-                    self.registry.invalidate(&event.auth.member_id);
-                }
-                Ok(Answer::Accepted(outcome?))
+            match applied? {
+                Applied::Outcome(o) => return Ok(Answer::Accepted(o)),
+                Applied::Unauthorized => self.registry.invalidate(member),
             }
         }
+        facts.reason = Some(AuthFailure::Revoked.as_str().to_string());
+        Ok(Answer::Rejected(Rejection::Unauthorized(
+            AuthFailure::Revoked,
+        )))
+    }
+}
+
+fn request_rejection(e: &RequestError) -> Rejection {
+    match e {
+        RequestError::Malformed | RequestError::BadBase64 => Rejection::Undecodable(e.to_string()),
+        RequestError::TooLarge { .. } => Rejection::TooLarge(e.to_string()),
     }
 }
 
 /// A store error as an answer: DynamoDB refusing the event's own writes as invalid is about
-/// this input (422, and logged at error level: the limits should have prevented it); anything
-/// else (unreachable, throttled, misconfigured, contended) is 503.
+/// this input (422); anything else (unreachable, throttled, misconfigured, contended) is 503.
 fn storage_rejection(e: &StoreError) -> Rejection {
     match e {
-        StoreError::Rejected { cause, .. } if cause.starts_with("ValidationException") => {
-            tracing::error!(cause = %cause, "DynamoDB refused an event's writes");
-            Rejection::Unstorable(cause.clone())
-        }
-        _ => Rejection::StorageUnavailable,
-    }
-}
-
-fn decode_rejection(e: &DecodeError, limit: usize) -> Rejection {
-    let reason = e.to_string();
-    match e.status() {
-        413 => Rejection::TooLarge { limit },
-        415 => Rejection::UnsupportedContentType(reason),
-        422 => Rejection::UnsupportedEvent(reason),
-        _ => Rejection::Undecodable(reason),
+        StoreError::Invalid { cause, .. } => Rejection::Unstorable(cause.clone()),
+        StoreError::Unavailable { .. }
+        | StoreError::Misconfigured { .. }
+        | StoreError::Contention { .. }
+        | StoreError::Corrupt { .. }
+        | StoreError::Config(_) => Rejection::StorageUnavailable,
     }
 }

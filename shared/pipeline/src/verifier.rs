@@ -12,87 +12,111 @@
 //! `std`'s `IpAddr::is_global` is still unstable, hence the hand-written address ranges below.
 
 use crate::config::VerifierConfig;
-use b24_events::Secret;
+use b24_events::{Event, Secret};
 use b24_state::Portal;
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-/// Confirms an install/update's `access_token` before it may replace a portal's stored token.
+/// Proves that an ONAPPINSTALL/ONAPPUPDATE belongs to this application before it may register
+/// a portal, replace a portal's token, or reinstall an uninstalled portal.
 ///
 /// The app function uses [`AppInfoVerifier`]; the three other functions never see install
 /// events and use [`RefuseTokenChanges`], which keeps the HTTPS client out of their binaries.
-pub trait TokenChangeVerifier: Send + Sync + 'static {
-    /// `Ok(())` only when `access_token` is confirmed for `portal`.
+pub trait InstallVerifier: Send + Sync + 'static {
+    /// `Ok` only when the event is proven to be this application's install on `portal` (the
+    /// stored record; `None` for a first install).
     fn verify(
         &self,
-        portal: &Portal,
-        access_token: &Secret,
-    ) -> impl std::future::Future<Output = Result<(), VerifyError>> + Send;
+        event: &Event,
+        portal: Option<&Portal>,
+    ) -> impl std::future::Future<Output = Result<Verified, VerifyError>> + Send;
+
+    /// Whether first installs are verified too (otherwise the first install of a `member_id`
+    /// registers it on its `application_token` alone).
+    fn verifies_first_installs(&self) -> bool {
+        false
+    }
 }
 
-/// Refuses every token change: for functions that serve no install/update events.
+/// What a successful verification learned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// The portal's REST endpoint as a trusted source named it (stored instead of the event's).
+    pub client_endpoint: Option<String>,
+}
+
+/// Refuses every verification: for functions that serve no install/update events.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RefuseTokenChanges;
 
-impl TokenChangeVerifier for RefuseTokenChanges {
-    async fn verify(&self, _: &Portal, _: &Secret) -> Result<(), VerifyError> {
-        Err(VerifyError::NotConfigured)
+impl InstallVerifier for RefuseTokenChanges {
+    async fn verify(&self, _: &Event, _: Option<&Portal>) -> Result<Verified, VerifyError> {
+        Err(VerifyError::NotConfigured(
+            "this function does not verify installs",
+        ))
     }
 }
 
-/// Why a token change could not be verified. Never contains a token.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why an install could not be verified. Never contains a token.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
-    /// This function does not verify token changes.
-    NotConfigured,
+    /// Verification is not possible with this configuration.
+    #[error("not verifiable: {0}")]
+    NotConfigured(&'static str),
+    /// The event carries no access token to verify.
+    #[error("the event carries no access_token")]
+    NoAccessToken,
     /// The portal has no stored endpoint, or it is not a usable URL.
+    #[error("stored client_endpoint unusable: {0}")]
     BadEndpoint(&'static str),
     /// The endpoint resolves to an address we never call.
+    #[error("client_endpoint resolves to a non-public address")]
     ForbiddenAddress,
     /// DNS, connection, TLS or timeout failure.
+    #[error("app.info unreachable: {0}")]
     Unreachable(String),
     /// `app.info` answered with a non-200 status.
+    #[error("app.info answered HTTP {0}")]
     Status(u16),
     /// The answer is not a successful `app.info` result, or too large.
+    #[error("app.info answer rejected: {0}")]
     BadAnswer(&'static str),
     /// The answer is for another application than `BITRIX24_CLIENT_ID`.
+    #[error("app.info answer is for another application")]
     OtherApplication,
     /// The answer names another portal.
+    #[error("app.info answer is for another portal")]
     OtherPortal,
 }
 
-impl fmt::Display for VerifyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            VerifyError::NotConfigured => {
-                f.write_str("this function does not verify token changes")
-            }
-            VerifyError::BadEndpoint(r) => write!(f, "stored client_endpoint unusable: {r}"),
-            VerifyError::ForbiddenAddress => {
-                f.write_str("client_endpoint resolves to a non-public address")
-            }
-            VerifyError::Unreachable(r) => write!(f, "app.info unreachable: {r}"),
-            VerifyError::Status(s) => write!(f, "app.info answered HTTP {s}"),
-            VerifyError::BadAnswer(r) => write!(f, "app.info answer rejected: {r}"),
-            VerifyError::OtherApplication => {
-                f.write_str("app.info answer is for another application")
-            }
-            VerifyError::OtherPortal => f.write_str("app.info answer is for another portal"),
-        }
-    }
-}
-
-impl std::error::Error for VerifyError {}
-
-/// Calls `app.info` to confirm that an install/update's `access_token` is real.
+/// Calls `app.info` with the event's `access_token` on the portal's **stored** endpoint to
+/// confirm that the token is this application's on this portal. It counts only when
+/// `BITRIX24_CLIENT_ID` is configured and the answer names that application: any valid token
+/// of any other app on the portal would pass a bare `app.info`.
 #[derive(Clone, Debug)]
 pub struct AppInfoVerifier {
     config: VerifierConfig,
 }
 
-impl TokenChangeVerifier for AppInfoVerifier {
-    async fn verify(&self, portal: &Portal, access_token: &Secret) -> Result<(), VerifyError> {
-        self.app_info(portal, access_token).await
+impl InstallVerifier for AppInfoVerifier {
+    async fn verify(
+        &self,
+        event: &Event,
+        portal: Option<&Portal>,
+    ) -> Result<Verified, VerifyError> {
+        let client_id = self
+            .config
+            .client_id
+            .as_deref()
+            .ok_or(VerifyError::NotConfigured("BITRIX24_CLIENT_ID is not set"))?;
+        let portal = portal.ok_or(VerifyError::BadEndpoint("no portal record"))?;
+        let access_token = event
+            .auth
+            .access_token
+            .as_ref()
+            .filter(|t| !t.is_empty())
+            .ok_or(VerifyError::NoAccessToken)?;
+        self.app_info(portal, access_token, client_id).await?;
+        Ok(Verified::default())
     }
 }
 
@@ -103,10 +127,12 @@ impl AppInfoVerifier {
     }
 
     /// Confirms `access_token` with `app.info` on the portal's stored `client_endpoint`.
-    async fn app_info(&self, portal: &Portal, access_token: &Secret) -> Result<(), VerifyError> {
-        if access_token.is_empty() {
-            return Err(VerifyError::BadAnswer("no access_token to verify"));
-        }
+    async fn app_info(
+        &self,
+        portal: &Portal,
+        access_token: &Secret,
+        client_id: &str,
+    ) -> Result<(), VerifyError> {
         let endpoint = portal
             .client_endpoint
             .as_deref()
@@ -179,7 +205,7 @@ impl AppInfoVerifier {
             }
             bytes.extend_from_slice(&chunk);
         }
-        check_answer(&bytes, portal, self.config.client_id.as_deref())
+        check_answer(&bytes, portal, client_id)
     }
 
     async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, VerifyError> {
@@ -210,9 +236,9 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-/// Accepts only `{"result": {...}}` without `error`, for our client id and this portal when
-/// the answer says which.
-fn check_answer(bytes: &[u8], portal: &Portal, client_id: Option<&str>) -> Result<(), VerifyError> {
+/// Accepts only `{"result": {...}}` without `error`, for our client id (`CODE`, or a
+/// `client_id` field) and this portal when the answer says which.
+fn check_answer(bytes: &[u8], portal: &Portal, client_id: &str) -> Result<(), VerifyError> {
     let v: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|_| VerifyError::BadAnswer("not JSON"))?;
     if v.get("error").is_some() {
@@ -229,11 +255,9 @@ fn check_answer(bytes: &[u8], portal: &Portal, client_id: Option<&str>) -> Resul
             _ => None,
         })
     };
-    if let Some(expected) = client_id {
-        let names = [text("client_id"), text("CLIENT_ID"), text("CODE")];
-        if !names.iter().flatten().any(|n| n == expected) {
-            return Err(VerifyError::OtherApplication);
-        }
+    let names = [text("client_id"), text("CLIENT_ID"), text("CODE")];
+    if client_id.is_empty() || !names.iter().flatten().any(|n| n == client_id) {
+        return Err(VerifyError::OtherApplication);
     }
     for key in ["member_id", "MEMBER_ID"] {
         if let Some(m) = text(key) {
@@ -335,47 +359,57 @@ mod tests {
     #[test]
     fn answers_are_checked() {
         let ok = br#"{"result":{"ID":5,"CODE":"vendor.app","INSTALLED":true}}"#;
-        assert_eq!(check_answer(ok, &portal(), None), Ok(()));
-        assert_eq!(check_answer(ok, &portal(), Some("vendor.app")), Ok(()));
+        assert_eq!(check_answer(ok, &portal(), "vendor.app"), Ok(()));
         assert_eq!(
-            check_answer(ok, &portal(), Some("other")),
+            check_answer(ok, &portal(), "other"),
+            Err(VerifyError::OtherApplication)
+        );
+        // A generic answer (any app's token on the portal) never verifies.
+        let generic = br#"{"result":{"ID":5,"INSTALLED":true}}"#;
+        assert_eq!(
+            check_answer(generic, &portal(), "vendor.app"),
+            Err(VerifyError::OtherApplication)
+        );
+        assert_eq!(
+            check_answer(ok, &portal(), ""),
             Err(VerifyError::OtherApplication)
         );
         let err = br#"{"error":"expired_token","error_description":"The access token provided has expired"}"#;
-        assert!(check_answer(err, &portal(), None).is_err());
-        let other = br#"{"result":{"member_id":"m2"}}"#;
+        assert!(check_answer(err, &portal(), "vendor.app").is_err());
+        let other = br#"{"result":{"CODE":"vendor.app","member_id":"m2"}}"#;
         assert_eq!(
-            check_answer(other, &portal(), None),
+            check_answer(other, &portal(), "vendor.app"),
             Err(VerifyError::OtherPortal)
         );
-        assert!(check_answer(b"<html>", &portal(), None).is_err());
+        assert!(check_answer(b"<html>", &portal(), "vendor.app").is_err());
     }
 
     #[tokio::test]
     async fn insecure_endpoints_are_refused_by_default() {
         let v = AppInfoVerifier::new(VerifierConfig::default());
         let token = Secret::new("t0k3n");
+        let id = "vendor.app";
         let mut p = portal();
         p.client_endpoint = Some("http://example.bitrix24.com/rest/".into());
         assert_eq!(
-            v.verify(&p, &token).await,
+            v.app_info(&p, &token, id).await,
             Err(VerifyError::BadEndpoint("not https"))
         );
         p.client_endpoint = Some("https://evil.example/rest/".into());
         assert!(matches!(
-            v.verify(&p, &token).await,
+            v.app_info(&p, &token, id).await,
             Err(VerifyError::BadEndpoint(_))
         ));
         p.domain = Some("127.0.0.1".into());
         p.client_endpoint = Some("https://127.0.0.1/rest/".into());
         assert_eq!(
-            v.verify(&p, &token).await,
+            v.app_info(&p, &token, id).await,
             Err(VerifyError::ForbiddenAddress)
         );
         p.domain = Some("localhost".into());
         p.client_endpoint = Some("https://localhost/rest/".into());
         assert_eq!(
-            v.verify(&p, &token).await,
+            v.app_info(&p, &token, id).await,
             Err(VerifyError::ForbiddenAddress)
         );
     }

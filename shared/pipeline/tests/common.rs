@@ -1,19 +1,22 @@
-//! Helpers of the handler tests: API Gateway HTTP API (payload v2) requests, wire bodies,
-//! a pipeline over DynamoDB Local, log and metrics capture, and a fake Bitrix24 `app.info`.
+//! Helpers of the handler tests: API Gateway HTTP API (payload v2) events, wire bodies from
+//! the fixtures crate, a pipeline over `MemoryStore` (or DynamoDB Local where the adapter is
+//! the point), log and metrics capture, and a fake Bitrix24 `app.info`.
 
 #![allow(dead_code)]
 
-use b24_events::Family;
-use b24_pipeline::{AppInfoVerifier, Config, Metrics, Pipeline};
-use b24_state::DynamoStore;
+use b24_events::{EventKind, Family};
+use b24_fixtures::Fixture;
+use b24_pipeline::{AppInfoVerifier, Config, InstallVerifier, Metrics, Pipeline};
+use b24_state::{MemberId, MemoryStore, Store};
 use base64::Engine;
-use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 /// Markers every secret in these tests carries, so a leak is easy to find in captured output.
 pub const SECRET_MARK: &str = "SECRETVALUE";
+/// The client id the fake `app.info` answers for.
+pub const CLIENT_ID: &str = "vendor.connector";
 
 pub fn app_token(n: u32) -> String {
     format!("apptoken{n}{SECRET_MARK}")
@@ -61,25 +64,36 @@ pub fn capture_logs(capture: &Capture) -> tracing::subscriber::DefaultGuard {
     tracing::subscriber::set_default(subscriber)
 }
 
-/// An API Gateway HTTP API (payload format 2.0) request as Lambda delivers it.
+/// An API Gateway HTTP API (payload format 2.0) invocation payload as Lambda delivers it.
 pub fn apigw(
     method: &str,
     family: Family,
     content_type: Option<&str>,
     body: &[u8],
     base64: bool,
-) -> Request {
-    let path = family.route();
-    let mut headers = json!({"host": "abc123.execute-api.eu-central-1.amazonaws.com", "user-agent": "Bitrix24 Webhook Engine"});
-    if let Some(ct) = content_type {
-        headers["content-type"] = json!(ct);
-    }
+) -> Value {
     let body_text = if base64 {
         base64::engine::general_purpose::STANDARD.encode(body)
     } else {
         String::from_utf8(body.to_vec()).expect("non-base64 test bodies are UTF-8")
     };
-    let event = json!({
+    apigw_raw(method, family, content_type, &body_text, base64)
+}
+
+/// Like [`apigw`] with the body text exactly as given (e.g. invalid base64).
+pub fn apigw_raw(
+    method: &str,
+    family: Family,
+    content_type: Option<&str>,
+    body_text: &str,
+    base64: bool,
+) -> Value {
+    let path = family.route();
+    let mut headers = json!({"host": "abc123.execute-api.eu-central-1.amazonaws.com", "user-agent": "Bitrix24 Webhook Engine"});
+    if let Some(ct) = content_type {
+        headers["content-type"] = json!(ct);
+    }
+    json!({
         "version": "2.0",
         "routeKey": format!("POST {path}"),
         "rawPath": path,
@@ -99,12 +113,11 @@ pub fn apigw(
         },
         "body": body_text,
         "isBase64Encoded": base64
-    });
-    lambda_http::request::from_str(&event.to_string()).expect("valid API Gateway v2 request")
+    })
 }
 
 /// A POST with a form body.
-pub fn form_post(family: Family, body: &str) -> Request {
+pub fn form_post(family: Family, body: &str) -> Value {
     apigw(
         "POST",
         family,
@@ -114,47 +127,49 @@ pub fn form_post(family: Family, body: &str) -> Request {
     )
 }
 
-/// Status and JSON body of a response.
-pub fn read(response: Response<Body>) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let body = serde_json::from_slice(response.body().as_ref()).expect("every answer is JSON");
+/// Status, headers and JSON body of a response.
+pub fn read(response: aws_lambda_events::apigw::ApiGatewayV2httpResponse) -> (u16, Value) {
+    let status = response.status_code as u16;
+    let body = match response.body {
+        Some(aws_lambda_events::encodings::Body::Text(t)) => t,
+        other => panic!("every answer is a JSON text body, got {other:?}"),
+    };
+    let body = serde_json::from_str(&body).expect("every answer is JSON");
     (status, body)
 }
 
 /// A wire-shaped ONAPPINSTALL (fixture F14) for `member`, with tokens and endpoint.
 pub fn install(member: &str, app: &str, access: &str, endpoint: &str) -> Value {
-    json!({
-        "event": "ONAPPINSTALL",
-        "data": {"VERSION": "1", "ACTIVE": "Y", "INSTALLED": "Y", "LANGUAGE_ID": "ru"},
-        "ts": "1773759000",
-        "auth": {
-            "domain": "some-domain.bitrix24.ru", "scope": "imconnector imopenlines",
-            "access_token": access, "refresh_token": format!("refresh{SECRET_MARK}"), "expires_in": "3600",
-            "server_endpoint": "https://oauth.bitrix24.tech/rest/", "status": "F",
-            "client_endpoint": endpoint, "member_id": member, "application_token": app
-        }
-    })
+    Fixture::new(EventKind::AppInstall)
+        .member(member)
+        .token(app)
+        .access_token(access)
+        .refresh_token(&format!("refresh{SECRET_MARK}"))
+        .client_endpoint(endpoint)
+        .ts(1_773_759_000)
+        .version("1")
+        .wire()
+}
+
+/// A wire-shaped ONAPPUNINSTALL (fixture F15) for `member`.
+pub fn uninstall(member: &str, app: &str, ts: i64, clean: bool) -> Value {
+    Fixture::new(EventKind::AppUninstall)
+        .member(member)
+        .token(app)
+        .ts(ts)
+        .clean(clean)
+        .wire()
 }
 
 /// A wire-shaped ONIMCONNECTORMESSAGEADD (fixture F1) for `member`.
 pub fn message_add(member: &str, app: &str, message_id: i64) -> Value {
-    json!({
-        "event": "ONIMCONNECTORMESSAGEADD",
-        "event_handler_id": "555",
-        "data": {"CONNECTOR": "myconnector", "LINE": "107", "MESSAGES": [{
-            "im": {"chat_id": "1807", "message_id": message_id.to_string()},
-            "message": {"user_id": "27", "text": "[b]Светлана Иванова:[/b] [br]Добрый день!"},
-            "chat": {"id": "channel-123"}
-        }]},
-        "ts": "1773759161",
-        "auth": {
-            "access_token": access_token(9), "expires": "1773762761", "expires_in": "3600",
-            "scope": "imconnector, imopenlines", "domain": "some-domain.bitrix24.ru",
-            "server_endpoint": "https://oauth.bitrix24.tech/rest/", "status": "F",
-            "client_endpoint": "https://some-domain.bitrix24.ru/rest/", "member_id": member,
-            "user_id": "27", "application_token": app
-        }
-    })
+    Fixture::new(EventKind::MessageAdd)
+        .member(member)
+        .token(app)
+        .access_token(&access_token(9))
+        .message_id(message_id)
+        .handler(555)
+        .wire()
 }
 
 /// The PHP `http_build_query` form of a wire-shaped event.
@@ -162,55 +177,91 @@ pub fn form(v: &Value) -> String {
     b24_events::encode::php_form(v)
 }
 
-/// A unique portal id per test.
+/// A unique, valid portal id per test.
 pub fn member(tag: &str) -> String {
-    format!("{tag}-{}", fastrand_id())
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{tag}-{:x}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
-fn fastrand_id() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:x}{:x}", n, std::process::id())
+pub fn member_id(m: &str) -> MemberId {
+    MemberId::new(m).expect("valid member id")
 }
 
-/// Everything a handler test needs.
-pub struct Harness {
-    pub store: Arc<DynamoStore>,
+/// Everything a handler test needs: a store and a configuration for its pipelines.
+pub struct Harness<S: Store> {
+    pub store: Arc<S>,
     pub metrics: Capture,
     pub config: Config,
 }
 
-impl Harness {
-    pub fn pipeline(&self, family: Family) -> Pipeline<DynamoStore, AppInfoVerifier> {
+impl<S: Store> Harness<S> {
+    /// A pipeline of `family` with the app.info verifier of the configuration. Each call is a
+    /// new function instance (its own portal cache).
+    pub fn pipeline(&self, family: Family) -> Pipeline<S, AppInfoVerifier> {
         let mut config = self.config.clone();
         config.family = family;
         let verifier = AppInfoVerifier::new(config.verifier.clone());
+        self.pipeline_with(family, verifier)
+    }
+
+    /// A pipeline of `family` with another verifier.
+    pub fn pipeline_with<V: InstallVerifier>(&self, family: Family, verifier: V) -> Pipeline<S, V> {
+        let mut config = self.config.clone();
+        config.family = family;
         let metrics = Metrics::with_sink("Test", Arc::new(Mutex::new(self.metrics.clone())));
         Pipeline::new(&config, self.store.clone(), verifier, metrics)
     }
 }
 
+impl Harness<MemoryStore> {
+    /// A harness over a fresh `MemoryStore`.
+    pub fn memory(max_body_bytes: Option<usize>, client_id: Option<&str>) -> Self {
+        Harness {
+            store: Arc::new(MemoryStore::new()),
+            metrics: Capture::default(),
+            config: test_config("memory", max_body_bytes, client_id),
+        }
+    }
+
+    /// Every record of a portal.
+    pub async fn records(&self, member: &str) -> Vec<Value> {
+        self.store.portal_records(&member_id(member))
+    }
+}
+
 /// A configuration for tests: a plain-HTTP loopback verifier is allowed (local fake app.info).
-pub fn test_config(table: &str, max_body_bytes: Option<usize>) -> Config {
+pub fn test_config(table: &str, max_body_bytes: Option<usize>, client_id: Option<&str>) -> Config {
     let table = table.to_string();
     let max = max_body_bytes.map(|m| m.to_string());
+    let client_id = client_id.map(str::to_string);
     Config::from_lookup(Family::App, move |k| match k {
         "TABLE_NAME" => Some(table.clone()),
         "VERIFIER_ALLOW_INSECURE" => Some("true".into()),
         "VERIFIER_TIMEOUT_MS" => Some("1000".into()),
         "MAX_BODY_BYTES" => max.clone(),
+        "BITRIX24_CLIENT_ID" => client_id.clone(),
         _ => None,
     })
     .expect("test configuration is valid")
 }
 
-/// A fake Bitrix24 REST endpoint on 127.0.0.1 answering `app.info`: 200 with a result for
+/// What the fake `app.info` answers for the good token.
+pub const APP_INFO_FOR_US: &str =
+    r#"{"result":{"ID":5,"CODE":"vendor.connector","VERSION":1,"STATUS":"F","INSTALLED":true}}"#;
+/// A valid answer for another application's token on the same portal.
+pub const APP_INFO_GENERIC: &str =
+    r#"{"result":{"ID":9,"CODE":"other.app","VERSION":3,"STATUS":"F","INSTALLED":true}}"#;
+
+/// A fake Bitrix24 REST endpoint on 127.0.0.1 answering `app.info`: 200 with `answer` for
 /// `good_token`, 401 `expired_token` otherwise. Serves at most `max_requests`, then stops.
 pub async fn fake_app_info(
     good_token: String,
+    answer: &'static str,
     max_requests: usize,
 ) -> (String, tokio::task::JoinHandle<Vec<String>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -252,10 +303,7 @@ pub async fn fake_app_info(
             seen.push(text.lines().next().unwrap_or("").to_string());
             let ok = text.contains(&format!("\"auth\":\"{good_token}\""));
             let (status, body) = if ok {
-                (
-                    "200 OK",
-                    r#"{"result":{"ID":5,"CODE":"vendor.connector","VERSION":1,"STATUS":"F","INSTALLED":true}}"#,
-                )
+                ("200 OK", answer)
             } else {
                 (
                     "401 Unauthorized",
@@ -275,13 +323,36 @@ pub async fn fake_app_info(
 }
 
 /// POSTs a form body to `pipeline`'s own route and reads the answer.
-pub async fn post<S: b24_state::Store, V: b24_pipeline::TokenChangeVerifier>(
+pub async fn post<S: Store, V: InstallVerifier>(
     pipeline: &Pipeline<S, V>,
     body: &str,
 ) -> (u16, Value) {
-    let response = pipeline
-        .handle(form_post(pipeline.family(), body))
-        .await
-        .expect("the pipeline never fails");
-    read(response)
+    read(pipeline.handle(form_post(pipeline.family(), body)).await)
+}
+
+/// Fails when a secret of these tests shows up in logs, metrics or records.
+pub fn assert_no_secrets(logs: &Capture, metrics: &Capture, records: &[Value]) {
+    let logs = logs.text();
+    assert!(
+        !logs.contains(SECRET_MARK),
+        "a token leaked into the logs:\n{logs}"
+    );
+    assert!(
+        !metrics.text().contains(SECRET_MARK),
+        "a token leaked into the metrics"
+    );
+    let records = serde_json::to_string(records).unwrap();
+    assert!(
+        !records.contains(SECRET_MARK),
+        "a token leaked into the records"
+    );
+}
+
+/// The request log lines (one per request) as JSON.
+pub fn request_lines(logs: &Capture) -> Vec<Value> {
+    logs.text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "request")
+        .collect()
 }

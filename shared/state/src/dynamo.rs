@@ -3,12 +3,13 @@
 use crate::error::StoreError;
 use crate::item::{Cond, Item, Key, Update, Write};
 use crate::portal::Portal;
-use crate::schema;
-use crate::transition::{self, Backend, Reason, TxResult};
-use crate::{Outcome, Store};
+use crate::purge::{Page, PagedQuery, Projection};
+use crate::schema::{self, MemberId};
+use crate::transition::{self, Applied, Backend, Context, Reason, TxResult};
+use crate::Store;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, WriteRequest,
+    AttributeValue, ConditionCheck, Delete, Put, ReturnConsumedCapacity,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use b24_events::Event;
@@ -23,10 +24,9 @@ use std::time::{Duration, Instant};
 pub struct DynamoStore {
     client: Client,
     table: String,
-    ttl_days: i64,
     requests: AtomicU64,
     write_milli_units: AtomicU64,
-    seen: Mutex<HashMap<Key, Instant>>,
+    seen: Mutex<HashMap<(i64, Key), Instant>>,
 }
 
 /// How long this process trusts that it wrote a connector's "seen" record.
@@ -40,7 +40,6 @@ impl DynamoStore {
         DynamoStore {
             client,
             table: table.into(),
-            ttl_days: transition::DEFAULT_EVENT_TTL_DAYS,
             requests: AtomicU64::new(0),
             write_milli_units: AtomicU64::new(0),
             seen: Mutex::new(HashMap::new()),
@@ -59,12 +58,6 @@ impl DynamoStore {
             .timeout_config(crate::client::timeouts())
             .build();
         Ok(DynamoStore::new(Client::from_conf(conf), table))
-    }
-
-    /// Event records expire after `days` days (default 30).
-    pub fn with_event_ttl_days(mut self, days: i64) -> Self {
-        self.ttl_days = days;
-        self
     }
 
     /// The table name.
@@ -91,68 +84,104 @@ impl DynamoStore {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Every record of the portal as plain JSON, by Query on each of its partitions.
-    pub async fn portal_records(&self, member_id: &str) -> Result<Vec<Value>, StoreError> {
+    /// Every record of the portal as plain JSON: a Query of each of its partitions, keeping
+    /// only items whose `member_id` attribute is the portal's.
+    pub async fn portal_records(&self, member: &MemberId) -> Result<Vec<Value>, StoreError> {
         let mut out = Vec::new();
-        for pk in schema::portal_partitions(member_id) {
-            for item in self.query_partition(&pk, false).await? {
-                out.push(Value::Object(item_from_av(&item)));
+        for pk in schema::portal_partitions(member) {
+            let mut after: Option<String> = None;
+            loop {
+                let page = self.query_page(&pk, after.as_deref(), 500, false).await?;
+                out.extend(
+                    page.items
+                        .into_iter()
+                        .filter(|i| {
+                            i.get("member_id").and_then(Value::as_str) == Some(member.as_str())
+                        })
+                        .map(Value::Object),
+                );
+                match page.last_sk {
+                    Some(sk) => after = Some(sk),
+                    None => break,
+                }
             }
         }
         Ok(out)
     }
 
-    async fn query_partition(
+    async fn query_page(
         &self,
         pk: &str,
-        keys_only: bool,
-    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
-        let mut items = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", schema::PARTITION_KEY)
-                .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take());
-            if keys_only {
-                q = q
-                    .projection_expression("#pk, #sk")
-                    .expression_attribute_names("#sk", schema::SORT_KEY);
-            }
-            self.count();
-            let page = q
-                .send()
-                .await
-                .map_err(|e| StoreError::from_sdk("Query", e))?;
-            items.extend(page.items().iter().cloned());
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(items),
-            }
+        after: Option<&str>,
+        limit: usize,
+        purge_attributes_only: bool,
+    ) -> Result<Page, StoreError> {
+        let start = after.map(|sk| {
+            HashMap::from([
+                (
+                    schema::PARTITION_KEY.to_string(),
+                    AttributeValue::S(pk.to_string()),
+                ),
+                (
+                    schema::SORT_KEY.to_string(),
+                    AttributeValue::S(sk.to_string()),
+                ),
+            ])
+        });
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", schema::PARTITION_KEY)
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
+            .consistent_read(true)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(start);
+        if purge_attributes_only {
+            q = q
+                .projection_expression("#pk, #sk, #m, #e, #t")
+                .expression_attribute_names("#sk", schema::SORT_KEY)
+                .expression_attribute_names("#m", "member_id")
+                .expression_attribute_names("#e", "epoch")
+                .expression_attribute_names("#t", "record_type");
         }
+        self.count();
+        let out = q
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("Query", e))?;
+        let items = out.items().iter().map(item_from_av).collect();
+        let last_sk = out
+            .last_evaluated_key()
+            .and_then(|k| k.get(schema::SORT_KEY))
+            .and_then(|v| v.as_s().ok())
+            .cloned();
+        Ok(Page { items, last_sk })
+    }
+}
+
+impl PagedQuery for DynamoStore {
+    async fn page(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        limit: usize,
+        projection: Projection,
+    ) -> Result<Page, StoreError> {
+        self.query_page(pk, after, limit, projection == Projection::PurgeKeys)
+            .await
     }
 }
 
 impl Store for DynamoStore {
-    async fn get_portal(&self, member_id: &str) -> Result<Option<Portal>, StoreError> {
+    async fn get_portal(&self, member: &MemberId) -> Result<Option<Portal>, StoreError> {
         self.count();
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key(
-                schema::PARTITION_KEY,
-                AttributeValue::S(schema::portal_pk(member_id)),
-            )
-            .key(
-                schema::SORT_KEY,
-                AttributeValue::S(schema::PORTAL_SK.into()),
-            )
+            .set_key(Some(key_av(&schema::portal_key(member))))
             .consistent_read(true)
             .send()
             .await
@@ -162,29 +191,30 @@ impl Store for DynamoStore {
             Some(item) => Portal::from_item(&item_from_av(item))
                 .map(Some)
                 .ok_or_else(|| StoreError::Corrupt {
-                    what: format!("portal record of {member_id} has no member_id"),
+                    what: format!("portal record of {member} has no member_id"),
                 }),
         }
     }
 
-    async fn apply(&self, event: &Event, now: i64) -> Result<Outcome, StoreError> {
-        let plan = transition::plan(event, now, self.ttl_days);
+    async fn apply(&self, event: &Event, ctx: &Context) -> Result<Applied, StoreError> {
+        let plan = transition::plan(event, ctx)?;
         transition::run(self, &plan).await
     }
 }
 
 impl Backend for DynamoStore {
-    fn seen_recently(&self, key: &Key) -> bool {
-        let seen = self.seen.lock().expect("seen cache lock");
-        seen.get(key).is_some_and(|at| at.elapsed() < SEEN_TTL)
+    fn seen_recently(&self, epoch: i64, key: &Key) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(&(epoch, key.clone()))
+            .is_some_and(|at| at.elapsed() < SEEN_TTL)
     }
 
-    fn mark_seen(&self, key: &Key) {
-        let mut seen = self.seen.lock().expect("seen cache lock");
+    fn mark_seen(&self, epoch: i64, key: &Key) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.len() >= SEEN_CAPACITY {
             seen.clear();
         }
-        seen.insert(key.clone(), Instant::now());
+        seen.insert((epoch, key.clone()), Instant::now());
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<TxResult, StoreError> {
@@ -246,61 +276,6 @@ impl Backend for DynamoStore {
             }
         }
     }
-
-    async fn purge_portal(&self, member_id: &str) -> Result<(), StoreError> {
-        let pk = schema::portal_pk(member_id);
-        self.seen
-            .lock()
-            .expect("seen cache lock")
-            .retain(|k, _| k.pk != pk);
-        let mut keys = Vec::new();
-        for pk in schema::portal_partitions(member_id) {
-            keys.extend(self.query_partition(&pk, true).await?);
-        }
-        for batch in keys.chunks(25) {
-            let mut requests: Vec<WriteRequest> = batch
-                .iter()
-                .map(|k| {
-                    WriteRequest::builder()
-                        .delete_request(
-                            aws_sdk_dynamodb::types::DeleteRequest::builder()
-                                .set_key(Some(k.clone()))
-                                .build()
-                                .expect("delete request has a key"),
-                        )
-                        .build()
-                })
-                .collect();
-            let mut attempt = 0u32;
-            while !requests.is_empty() {
-                attempt += 1;
-                if attempt > 8 {
-                    return Err(StoreError::Unavailable {
-                        operation: "BatchWriteItem",
-                        cause: "unprocessed items after 8 attempts".into(),
-                    });
-                }
-                self.count();
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::from_sdk("BatchWriteItem", e))?;
-                requests = out
-                    .unprocessed_items()
-                    .and_then(|u| u.get(&self.table))
-                    .cloned()
-                    .unwrap_or_default();
-                if !requests.is_empty() {
-                    let ms = 20u64 << attempt.min(6);
-                    tokio::time::sleep(Duration::from_millis(fastrand::u64(ms / 2..=ms))).await;
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -344,6 +319,24 @@ impl Expr {
             .map(|c| match c {
                 Cond::ItemAbsent => {
                     format!("attribute_not_exists({})", self.name(schema::PARTITION_KEY))
+                }
+                Cond::ItemPresent => {
+                    format!("attribute_exists({})", self.name(schema::PARTITION_KEY))
+                }
+                Cond::Equals(a, v) => {
+                    let n = self.name(a);
+                    let v = self.value(to_av(v));
+                    format!("{n} = {v}")
+                }
+                Cond::EqualsOrAbsent(a, v) => {
+                    let n = self.name(a);
+                    let v = self.value(to_av(v));
+                    format!("(attribute_not_exists({n}) OR {n} = {v})")
+                }
+                Cond::AbsentOrAtMost(a, x) => {
+                    let n = self.name(a);
+                    let v = self.value(AttributeValue::N(x.to_string()));
+                    format!("(attribute_not_exists({n}) OR {n} <= {v})")
                 }
                 Cond::Absent(a) => format!("attribute_not_exists({})", self.name(a)),
                 Cond::AbsentOrBelow(a, r) => {
@@ -412,9 +405,36 @@ fn transact_item(table: &str, w: &Write) -> TransactWriteItem {
                 .expect("put has table and item");
             TransactWriteItem::builder().put(put).build()
         }
+        Write::Check(c) => {
+            let cond = e
+                .condition(&c.guard)
+                .unwrap_or_else(|| format!("attribute_exists({})", e.name(schema::PARTITION_KEY)));
+            let check = ConditionCheck::builder()
+                .table_name(table)
+                .set_key(Some(key_av(&c.key)))
+                .condition_expression(cond)
+                .set_expression_attribute_names((!e.names.is_empty()).then_some(e.names))
+                .set_expression_attribute_values((!e.values.is_empty()).then_some(e.values))
+                .build()
+                .expect("condition check has table, key and condition");
+            TransactWriteItem::builder().condition_check(check).build()
+        }
+        Write::Delete(d) => {
+            let cond = e.condition(&d.condition);
+            let delete = Delete::builder()
+                .table_name(table)
+                .set_key(Some(key_av(&d.key)))
+                .set_condition_expression(cond)
+                .set_expression_attribute_names((!e.names.is_empty()).then_some(e.names))
+                .set_expression_attribute_values((!e.values.is_empty()).then_some(e.values))
+                .build()
+                .expect("delete has table and key");
+            TransactWriteItem::builder().delete(delete).build()
+        }
         Write::Update(u) => {
             let expr = update_expression(u, &mut e);
-            let cond = e.condition(&u.condition);
+            let conds: Vec<Cond> = u.conditions().cloned().collect();
+            let cond = e.condition(&conds);
             let upd = aws_sdk_dynamodb::types::Update::builder()
                 .table_name(table)
                 .set_key(Some(key_av(&u.key)))

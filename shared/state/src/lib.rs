@@ -12,6 +12,7 @@ mod error;
 pub mod item;
 mod memory;
 mod portal;
+pub mod purge;
 mod registry;
 pub mod schema;
 #[cfg(feature = "testing")]
@@ -22,11 +23,12 @@ pub use client::{client_from_env_vars, client_from_lookup, timeouts};
 pub use dynamo::{from_av, item_from_av, to_av, DynamoStore};
 pub use error::StoreError;
 pub use memory::MemoryStore;
-pub use portal::{hash_token, Portal};
-pub use registry::{AuthCheck, PortalRegistry};
-pub use schema::create_table;
+pub use portal::{hash_token, Portal, TokenHash};
+pub use registry::{AuthCheck, PortalRegistry, DEFAULT_PORTAL_CACHE_ENTRIES};
+pub use schema::{create_table, MemberId};
+pub use transition::{Applied, Authorization, Context, PortalState};
 
-/// What applying an event did.
+/// What applying an accepted event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
@@ -57,16 +59,17 @@ impl std::fmt::Display for Outcome {
 
 /// The state store the pipeline uses.
 pub trait Store: Send + Sync + 'static {
-    /// The portal record, if any.
+    /// The portal record, if any (a consistent read).
     fn get_portal(
         &self,
-        member_id: &str,
+        member: &MemberId,
     ) -> impl std::future::Future<Output = Result<Option<Portal>, StoreError>> + Send;
 
-    /// Applies one authenticated event exactly once. `now` = Unix seconds received.
+    /// Applies one event exactly once, if the portal record still matches `ctx.authorization`
+    /// (checked inside the transaction).
     fn apply(
         &self,
         event: &b24_events::Event,
-        now: i64,
-    ) -> impl std::future::Future<Output = Result<Outcome, StoreError>> + Send;
+        ctx: &Context,
+    ) -> impl std::future::Future<Output = Result<Applied, StoreError>> + Send;
 }

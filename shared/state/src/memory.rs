@@ -1,23 +1,25 @@
 //! [`MemoryStore`]: the in-memory test double. It evaluates the same [`Write`]s as DynamoDB
-//! (conditions, `if_not_exists`, `REMOVE`, `ADD`) atomically under one lock.
+//! (conditions, `if_not_exists`, `REMOVE`, `ADD`, condition checks, conditional deletes)
+//! atomically under one lock, and can be told to fail like an unreachable DynamoDB.
 
 use crate::error::StoreError;
 use crate::item::{Item, Key, Write};
 use crate::portal::Portal;
-use crate::schema;
-use crate::transition::{self, Backend, Reason, TxResult};
-use crate::{Outcome, Store};
+use crate::purge::{Page, PagedQuery, Projection};
+use crate::schema::{self, MemberId};
+use crate::transition::{self, Applied, Backend, Context, Reason, TxResult};
+use crate::Store;
 use b24_events::Event;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// An in-memory [`Store`] with DynamoDB's transaction semantics.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     items: Mutex<BTreeMap<Key, Item>>,
-    ttl_days: Option<i64>,
     transactions: AtomicU64,
+    failure: Mutex<Option<StoreError>>,
 }
 
 impl MemoryStore {
@@ -26,23 +28,39 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    /// Every record of the portal, in key order.
-    pub fn portal_records(&self, member_id: &str) -> Vec<serde_json::Value> {
-        let parts = schema::portal_partitions(member_id);
-        self.items
-            .lock()
-            .expect("memory store lock")
+    fn items(&self) -> MutexGuard<'_, BTreeMap<Key, Item>> {
+        self.items.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// From now on every operation fails with `error` (`None`: works again). Simulates an
+    /// unreachable, throttling or misconfigured DynamoDB.
+    pub fn set_failure(&self, error: Option<StoreError>) {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    fn fail(&self) -> Result<(), StoreError> {
+        match &*self.failure.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Every record whose `member_id` attribute is the portal's, in key order.
+    pub fn portal_records(&self, member: &MemberId) -> Vec<serde_json::Value> {
+        let parts = schema::portal_partitions(member);
+        self.items()
             .iter()
-            .filter(|(k, _)| parts.contains(&k.pk))
+            .filter(|(k, v)| {
+                parts.contains(&k.pk)
+                    && v.get("member_id").and_then(|m| m.as_str()) == Some(member.as_str())
+            })
             .map(|(_, v)| serde_json::Value::Object(v.clone()))
             .collect()
     }
 
     /// Every record of every portal.
     pub fn all_records(&self) -> Vec<serde_json::Value> {
-        self.items
-            .lock()
-            .expect("memory store lock")
+        self.items()
             .values()
             .map(|v| serde_json::Value::Object(v.clone()))
             .collect()
@@ -54,10 +72,7 @@ impl MemoryStore {
             pk: item["pk"].as_str().unwrap_or_default().to_string(),
             sk: item["sk"].as_str().unwrap_or_default().to_string(),
         };
-        self.items
-            .lock()
-            .expect("memory store lock")
-            .insert(key, item);
+        self.items().insert(key, item);
     }
 
     /// Transactions attempted so far.
@@ -68,12 +83,19 @@ impl MemoryStore {
 
 impl Backend for MemoryStore {
     async fn transact(&self, writes: Vec<Write>) -> Result<TxResult, StoreError> {
+        self.fail()?;
         self.transactions.fetch_add(1, Ordering::Relaxed);
-        let mut items = self.items.lock().expect("memory store lock");
-        let mut seen = std::collections::BTreeSet::new();
+        if writes.len() > 100 {
+            return Err(StoreError::Invalid {
+                operation: "TransactWriteItems",
+                cause: "ValidationException: more than 100 actions".into(),
+            });
+        }
+        let mut items = self.items();
+        let mut seen = BTreeSet::new();
         for w in &writes {
             if !seen.insert(w.key().clone()) {
-                return Err(StoreError::Rejected {
+                return Err(StoreError::Invalid {
                     operation: "TransactWriteItems",
                     cause: "ValidationException: two actions on one item".into(),
                 });
@@ -83,11 +105,7 @@ impl Backend for MemoryStore {
             .iter()
             .map(|w| {
                 let old = items.get(w.key());
-                let ok = match w {
-                    Write::Put(p) => p.condition.iter().all(|c| c.eval(old)),
-                    Write::Update(u) => u.condition_holds(old),
-                };
-                if ok {
+                if w.condition_holds(old) {
                     Reason::None
                 } else {
                     Reason::ConditionFailed(old.cloned())
@@ -106,37 +124,59 @@ impl Backend for MemoryStore {
                     let new = u.apply_to(items.get(&u.key));
                     items.insert(u.key, new);
                 }
+                Write::Check(_) => {}
+                Write::Delete(d) => {
+                    items.remove(&d.key);
+                }
             }
         }
         Ok(TxResult::Committed)
     }
+}
 
-    async fn purge_portal(&self, member_id: &str) -> Result<(), StoreError> {
-        let parts = schema::portal_partitions(member_id);
-        self.items
-            .lock()
-            .expect("memory store lock")
-            .retain(|k, _| !parts.contains(&k.pk));
-        Ok(())
+impl PagedQuery for MemoryStore {
+    async fn page(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        limit: usize,
+        _projection: Projection,
+    ) -> Result<Page, StoreError> {
+        self.fail()?;
+        let items = self.items();
+        let mut out = Vec::new();
+        let mut last = None;
+        for (k, v) in items.iter().filter(|(k, _)| k.pk == pk) {
+            if after.is_some_and(|a| k.sk.as_str() <= a) {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok(Page {
+                    items: out,
+                    last_sk: last,
+                });
+            }
+            last = Some(k.sk.clone());
+            out.push(v.clone());
+        }
+        Ok(Page {
+            items: out,
+            last_sk: None,
+        })
     }
 }
 
 impl Store for MemoryStore {
-    async fn get_portal(&self, member_id: &str) -> Result<Option<Portal>, StoreError> {
-        let key = Key {
-            pk: schema::portal_pk(member_id),
-            sk: schema::PORTAL_SK.into(),
-        };
-        let items = self.items.lock().expect("memory store lock");
-        Ok(items.get(&key).and_then(Portal::from_item))
+    async fn get_portal(&self, member: &MemberId) -> Result<Option<Portal>, StoreError> {
+        self.fail()?;
+        let items = self.items();
+        Ok(items
+            .get(&schema::portal_key(member))
+            .and_then(Portal::from_item))
     }
 
-    async fn apply(&self, event: &Event, now: i64) -> Result<Outcome, StoreError> {
-        let plan = transition::plan(
-            event,
-            now,
-            self.ttl_days.unwrap_or(transition::DEFAULT_EVENT_TTL_DAYS),
-        );
+    async fn apply(&self, event: &Event, ctx: &Context) -> Result<Applied, StoreError> {
+        let plan = transition::plan(event, ctx)?;
         transition::run(self, &plan).await
     }
 }

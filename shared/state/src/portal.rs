@@ -5,6 +5,46 @@ use b24_events::Secret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// SHA-256 of an `application_token`, lower-case hex: the only form in which a token is stored
+/// or handed between functions (parked events carry it, the redrive compares it).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TokenHash(String);
+
+impl TokenHash {
+    /// Hashes a presented token; `None` for a missing or empty token (never authenticates).
+    pub fn of(token: Option<&Secret>) -> Option<TokenHash> {
+        token
+            .filter(|t| !t.is_empty())
+            .map(|t| TokenHash(hash_token(t)))
+    }
+
+    /// A hash as stored or carried (64 lower-case hex characters); `None` for anything else.
+    pub fn from_hex(hex: &str) -> Option<TokenHash> {
+        (hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| TokenHash(hex.to_string()))
+    }
+
+    /// The hex form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time comparison with a stored hash (an empty stored hash never matches).
+    pub fn matches(&self, stored: &str) -> bool {
+        !stored.is_empty() && bool::from(self.0.as_bytes().ct_eq(stored.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A hash is not the token, but it is kept out of logs anyway.
+        write!(f, "TokenHash({}…)", &self.0[..8.min(self.0.len())])
+    }
+}
+
 /// A portal (one Bitrix24 installation of the app), keyed by `member_id`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Portal {
@@ -24,10 +64,16 @@ pub struct Portal {
     pub installed: bool,
     /// SHA-256 hex of `application_token`; empty when no token was ever stored.
     pub token_hash: String,
+    /// The installation generation: 1 at the first install, +1 at every accepted token change
+    /// or reinstall. Every record written for the portal carries the epoch it was written
+    /// under, so a purge removes exactly the records of the uninstalled generation.
+    pub epoch: i64,
     /// `ts` of the winning ONAPPINSTALL/ONAPPUPDATE.
     pub installed_at: Option<i64>,
     /// `ts` of the winning ONAPPUNINSTALL.
     pub uninstalled_at: Option<i64>,
+    /// The epoch whose records a `CLEAN=1` uninstall asked to purge.
+    pub purge_epoch: Option<i64>,
     /// Receive time (Unix seconds) of the last change.
     pub updated_at: Option<i64>,
 }
@@ -35,15 +81,16 @@ pub struct Portal {
 impl Portal {
     /// Whether `token` is this portal's application token. Compares the hashes in constant time.
     pub fn token_matches(&self, token: &Secret) -> bool {
-        if self.token_hash.is_empty() || token.is_empty() {
-            return false;
-        }
-        let given = hash_token(token);
-        given.as_bytes().ct_eq(self.token_hash.as_bytes()).into()
+        TokenHash::of(Some(token)).is_some_and(|h| h.matches(&self.token_hash))
+    }
+
+    /// Whether the presented hash is this portal's token hash (constant time).
+    pub fn hash_matches(&self, hash: &TokenHash) -> bool {
+        hash.matches(&self.token_hash)
     }
 
     /// Reads a portal record (see the crate docs for its attributes).
-    pub(crate) fn from_item(item: &Item) -> Option<Portal> {
+    pub fn from_item(item: &Item) -> Option<Portal> {
         let s = |k: &str| item.get(k).and_then(|v| v.as_str()).map(str::to_string);
         let n = |k: &str| item.get(k).and_then(|v| v.as_i64());
         Some(Portal {
@@ -58,8 +105,10 @@ impl Portal {
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
             token_hash: s("token_hash").unwrap_or_default(),
+            epoch: n("epoch").unwrap_or(0),
             installed_at: n("installed_at"),
             uninstalled_at: n("uninstalled_at"),
+            purge_epoch: n("purge_epoch"),
             updated_at: n("updated_at"),
         })
     }
@@ -82,16 +131,9 @@ mod tests {
     fn portal(hash: &str) -> Portal {
         Portal {
             member_id: "m".into(),
-            domain: None,
-            client_endpoint: None,
-            server_endpoint: None,
-            app_status: None,
-            version: None,
             installed: true,
             token_hash: hash.into(),
-            installed_at: None,
-            uninstalled_at: None,
-            updated_at: None,
+            ..Portal::default()
         }
     }
 
@@ -105,5 +147,9 @@ mod tests {
         assert!(!portal(&h).token_matches(&Secret::new("other")));
         assert!(!portal(&h).token_matches(&Secret::new("")));
         assert!(!portal("").token_matches(&Secret::new("")));
+        assert!(TokenHash::of(Some(&Secret::new(""))).is_none());
+        assert_eq!(TokenHash::from_hex(&h).unwrap().as_str(), h);
+        assert!(TokenHash::from_hex("ABC").is_none());
+        assert!(!format!("{:?}", TokenHash::from_hex(&h).unwrap()).contains(&h));
     }
 }

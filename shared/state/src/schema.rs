@@ -3,6 +3,7 @@
 //! `template.yaml` must agree with [`table_spec`]; a workspace test compares them.
 
 use crate::error::StoreError;
+use crate::item::Key;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification,
@@ -35,17 +36,6 @@ pub struct KeyAttribute {
     pub attribute_type: &'static str,
 }
 
-/// A global secondary index (the design has none; kept so the template test covers them).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GlobalSecondaryIndex {
-    /// Index name.
-    pub name: &'static str,
-    /// Hash key of the index.
-    pub partition_key: KeyAttribute,
-    /// Range key of the index, if any.
-    pub sort_key: Option<KeyAttribute>,
-}
-
 /// Everything about the table that `template.yaml` must repeat.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableSpec {
@@ -53,7 +43,7 @@ pub struct TableSpec {
     pub partition_key: KeyAttribute,
     /// RANGE key.
     pub sort_key: KeyAttribute,
-    /// Every attribute definition (the key attributes of the table and of its indexes).
+    /// Every attribute definition (the key attributes; the table has no indexes).
     pub attribute_definitions: Vec<KeyAttribute>,
     /// The TTL attribute.
     pub ttl_attribute: &'static str,
@@ -65,8 +55,6 @@ pub struct TableSpec {
     pub point_in_time_recovery: bool,
     /// Server-side encryption must be on (template only).
     pub sse_enabled: bool,
-    /// Global secondary indexes (none).
-    pub global_secondary_indexes: Vec<GlobalSecondaryIndex>,
 }
 
 /// The table's specification.
@@ -88,7 +76,6 @@ pub fn table_spec() -> TableSpec {
         billing_mode: BILLING_MODE,
         point_in_time_recovery: true,
         sse_enabled: true,
-        global_secondary_indexes: Vec::new(),
     }
 }
 
@@ -140,15 +127,47 @@ pub fn billing_mode() -> BillingMode {
 
 // ---------------------------------------------------------------------------------------------
 // Keys. Every record of a portal lives in one of the partitions `portal_partitions` lists, so a
-// portal's data is reachable by Query only (never Scan).
+// portal's data is reachable by Query only (never Scan). Keys are built only from a validated
+// [`MemberId`] and integers (plus validated connector IDs), so no input can contain the `#`
+// separator and reach another portal's partitions.
 
-/// Partition of the portal record, its lines/connectors and its dialog sessions.
-pub fn portal_pk(member_id: &str) -> String {
+/// A validated portal identifier: 1–64 characters of `[0-9a-z_-]` (real ones are 32 lower-case
+/// hex). The only way to build a portal's keys.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MemberId(String);
+
+impl MemberId {
+    /// Validates `id` (see [`b24_events::is_valid_member_id`]).
+    pub fn new(id: &str) -> Result<MemberId, StoreError> {
+        if b24_events::is_valid_member_id(id) {
+            Ok(MemberId(id.to_string()))
+        } else {
+            Err(StoreError::Invalid {
+                operation: "keys",
+                cause: "member_id must be 1 to 64 characters from [0-9a-z_-]".into(),
+            })
+        }
+    }
+
+    /// The identifier.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for MemberId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Partition of the portal record, its lines/connectors, its dialog sessions and purge markers.
+pub fn portal_pk(member_id: &MemberId) -> String {
     format!("PORTAL#{member_id}")
 }
 
 /// Partition of a message record.
-pub fn message_pk(member_id: &str, message_id: i64) -> String {
+pub fn message_pk(member_id: &MemberId, message_id: i64) -> String {
     format!(
         "PORTAL#{member_id}#MSG#{}",
         message_id.rem_euclid(MESSAGE_SHARDS as i64)
@@ -156,13 +175,13 @@ pub fn message_pk(member_id: &str, message_id: i64) -> String {
 }
 
 /// Partition of an event record (shard = first byte of the key hash).
-pub fn event_pk(member_id: &str, key_hash: &str) -> String {
+pub fn event_pk(member_id: &MemberId, key_hash: &str) -> String {
     let shard = u32::from_str_radix(key_hash.get(..2).unwrap_or("00"), 16).unwrap_or(0);
     format!("PORTAL#{member_id}#EVENT#{}", shard % EVENT_SHARDS)
 }
 
 /// Every partition that can hold records of `member_id`.
-pub fn portal_partitions(member_id: &str) -> Vec<String> {
+pub fn portal_partitions(member_id: &MemberId) -> Vec<String> {
     let mut v = vec![portal_pk(member_id)];
     v.extend((0..MESSAGE_SHARDS).map(|s| format!("PORTAL#{member_id}#MSG#{s}")));
     v.extend((0..EVENT_SHARDS).map(|s| format!("PORTAL#{member_id}#EVENT#{s}")));
@@ -172,12 +191,21 @@ pub fn portal_partitions(member_id: &str) -> Vec<String> {
 /// Sort key of the portal record.
 pub const PORTAL_SK: &str = "PORTAL";
 
+/// The portal record's key.
+pub fn portal_key(member_id: &MemberId) -> Key {
+    Key {
+        pk: portal_pk(member_id),
+        sk: PORTAL_SK.to_string(),
+    }
+}
+
 /// Sort key of a line record (zero-padded so lines sort numerically).
 pub fn line_sk(line: i64) -> String {
     format!("LINE#{line:012}")
 }
 
-/// Sort key of a connector-on-a-line record.
+/// Sort key of a connector-on-a-line record. `connector` is a validated, lower-cased connector
+/// ID (no `#`).
 pub fn connector_sk(line: i64, connector: &str) -> String {
     format!("LINE#{line:012}#CONNECTOR#{connector}")
 }
@@ -195,6 +223,29 @@ pub fn message_sk(message_id: i64) -> String {
 /// Sort key of an event record.
 pub fn event_sk(key_hash: &str) -> String {
     format!("EVENT#{key_hash}")
+}
+
+/// Sort key of the purge marker of one portal epoch (ONAPPUNINSTALL with `CLEAN=1`).
+pub fn purge_sk(epoch: i64) -> String {
+    format!("PURGE#{epoch:012}")
+}
+
+/// The record types a portal's partitions hold (`record_type` attribute).
+pub mod record_type {
+    /// The portal record.
+    pub const PORTAL: &str = "portal";
+    /// A connector on a line.
+    pub const CONNECTOR: &str = "connector";
+    /// A deleted line.
+    pub const LINE: &str = "line";
+    /// A dialog session.
+    pub const SESSION: &str = "session";
+    /// A message.
+    pub const MESSAGE: &str = "message";
+    /// An event (idempotency) record.
+    pub const EVENT: &str = "event";
+    /// A purge marker.
+    pub const PURGE: &str = "purge";
 }
 
 // ---------------------------------------------------------------------------------------------

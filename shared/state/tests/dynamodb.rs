@@ -7,7 +7,10 @@
 mod common;
 use b24_events::{EventKind, Secret};
 use b24_state::testing;
-use b24_state::{AuthCheck, DynamoStore, Outcome, PortalRegistry, Store};
+use b24_state::{
+    Applied, AuthCheck, Authorization, Context, DynamoStore, MemberId, Outcome, PortalRegistry,
+    Store, StoreError, TokenHash,
+};
 use common::scenarios::*;
 use common::*;
 use std::sync::Arc;
@@ -38,6 +41,10 @@ async fn app_events_in_any_order() {
     app_orders(ddb).await;
 }
 #[tokio::test]
+async fn same_second_install_and_uninstall_answer_what_they_did() {
+    same_second_install_and_uninstall(ddb).await;
+}
+#[tokio::test]
 async fn stale_events_change_nothing() {
     stale_outcomes(ddb).await;
 }
@@ -54,22 +61,34 @@ async fn clean_uninstall_purges_that_portal_only() {
     clean_uninstall_purges_only_that_portal(ddb).await;
 }
 
+fn ctx_for(e: &b24_events::Event, epoch: i64, now: i64) -> Context {
+    Context {
+        member: MemberId::new(&e.auth.member_id).unwrap(),
+        authorization: Authorization::Installed {
+            token_hash: TokenHash::of(e.auth.application_token.as_ref()).unwrap(),
+            epoch,
+        },
+        received_at: now,
+        event_ttl_days: 30,
+        verified_client_endpoint: None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_event_ten_times_concurrently_applies_once() {
     let store = Arc::new(testing::fresh_store().await);
+    let db = Db::Ddb(testing::fresh_store_on(store.table()));
     for (i, e) in all_ten("x").into_iter().enumerate() {
         let member = format!("conc{i}");
-        store
-            .apply(&app(EventKind::AppInstall, &member, TOKEN, 1, "0"), 1)
-            .await
-            .unwrap();
-        let before = store.portal_records(&member).await.unwrap();
+        db.apply(&app(EventKind::AppInstall, &member, TOKEN, 1, "0"), 1)
+            .await;
+        let before = db.records(&member).await;
         let mut e = e;
         e.auth.member_id = member.clone();
         let tasks: Vec<_> = (0..10)
             .map(|_| {
                 let (s, e) = (store.clone(), e.clone());
-                tokio::spawn(async move { s.apply(&e, 2).await })
+                tokio::spawn(async move { s.apply(&e, &ctx_for(&e, 1, 2)).await })
             })
             .collect();
         let mut outcomes = Vec::new();
@@ -77,34 +96,41 @@ async fn each_event_ten_times_concurrently_applies_once() {
             outcomes.push(
                 t.await
                     .unwrap()
-                    .unwrap_or_else(|err| panic!("{}: {err}", e.kind)),
+                    .unwrap_or_else(|err| panic!("{}: {err}", e.kind())),
             );
         }
-        let applied = outcomes.iter().filter(|o| **o == Outcome::Applied).count();
+        let applied = outcomes
+            .iter()
+            .filter(|o| **o == Applied::Outcome(Outcome::Applied))
+            .count();
         let dups = outcomes
             .iter()
-            .filter(|o| **o == Outcome::Duplicate)
+            .filter(|o| **o == Applied::Outcome(Outcome::Duplicate))
             .count();
-        assert_eq!((applied, dups), (1, 9), "{}: {outcomes:?}", e.kind);
-        let after = store.portal_records(&member).await.unwrap();
+        if e.kind() == EventKind::AppUninstall {
+            // The copies that lose to the uninstall find the portal uninstalled: refused.
+            assert_eq!(applied, 1, "{}: {outcomes:?}", e.kind());
+        } else {
+            assert_eq!((applied, dups), (1, 9), "{}: {outcomes:?}", e.kind());
+        }
+        let after = db.records(&member).await;
         assert_eq!(
             find(&after, "event").len(),
             find(&before, "event").len() + 1,
             "{}",
-            e.kind
+            e.kind()
         );
         // Exactly one state change: the same records as applying the event once.
-        let single = testing::fresh_store().await;
+        let single = Db::Ddb(testing::fresh_store().await);
         single
             .apply(&app(EventKind::AppInstall, &member, TOKEN, 1, "0"), 1)
-            .await
-            .unwrap();
-        single.apply(&e, 2).await.unwrap();
+            .await;
+        single.apply(&e, 2).await;
         assert_eq!(
             state_and_event_keys(after),
-            state_and_event_keys(single.portal_records(&member).await.unwrap()),
+            state_and_event_keys(single.records(&member).await),
             "{}",
-            e.kind
+            e.kind()
         );
     }
 }
@@ -112,28 +138,30 @@ async fn each_event_ten_times_concurrently_applies_once() {
 #[tokio::test]
 async fn common_path_is_one_request_with_the_portal_cached() {
     let store = Arc::new(testing::fresh_store().await);
-    store
-        .apply(&app(EventKind::AppInstall, MEMBER, TOKEN, 1, "1"), 1)
-        .await
-        .unwrap();
-    let registry = PortalRegistry::new(store.clone(), Duration::from_secs(60));
-    let token = Secret::new(TOKEN);
+    let db = Db::Ddb(testing::fresh_store_on(store.table()));
+    db.apply(&app(EventKind::AppInstall, MEMBER, TOKEN, 1, "1"), 1)
+        .await;
+    let registry = PortalRegistry::new(store.clone(), Duration::from_secs(60), 16);
+    let member = MemberId::new(MEMBER).unwrap();
+    let token = TokenHash::of(Some(&Secret::new(TOKEN))).unwrap();
     assert!(matches!(
-        registry.check(MEMBER, Some(&token)).await.unwrap(),
+        registry.check(&member, Some(&token)).await.unwrap(),
         AuthCheck::Verified(_)
     ));
     for i in 0..5 {
         let before = store.request_count();
-        assert!(matches!(
-            registry.check(MEMBER, Some(&token)).await.unwrap(),
-            AuthCheck::Verified(_)
-        ));
+        let AuthCheck::Verified(p) = registry.check(&member, Some(&token)).await.unwrap() else {
+            panic!("verified from the cache")
+        };
         let e = msg_add(MEMBER, 100 + i, 10 + i, "hi");
-        assert_eq!(store.apply(&e, 2).await.unwrap(), Outcome::Applied);
+        assert_eq!(
+            store.apply(&e, &ctx_for(&e, p.epoch, 2)).await.unwrap(),
+            Applied::Outcome(Outcome::Applied)
+        );
         assert_eq!(
             store.request_count() - before,
             1,
-            "auth from cache + one TransactWriteItems"
+            "auth from cache + one TransactWriteItems (the portal check rides in it)"
         );
     }
     assert!(store.write_units() > 0.0, "consumed capacity is reported");
@@ -142,67 +170,63 @@ async fn common_path_is_one_request_with_the_portal_cached() {
 #[tokio::test]
 async fn registry_checks_tokens() {
     let store = Arc::new(testing::fresh_store().await);
-    let registry = PortalRegistry::new(store.clone(), Duration::from_secs(300));
-    let right = Secret::new(TOKEN);
-    let wrong = Secret::new("not-the-token");
+    let db = Db::Ddb(testing::fresh_store_on(store.table()));
+    let registry = PortalRegistry::new(store.clone(), Duration::from_secs(300), 16);
+    let hash = |t: &str| TokenHash::of(Some(&Secret::new(t)));
+    let (right, wrong) = (hash(TOKEN).unwrap(), hash("not-the-token").unwrap());
+    let member = MemberId::new(MEMBER).unwrap();
+    let nobody = MemberId::new("nobody").unwrap();
 
     assert_eq!(
-        registry.check("nobody", Some(&right)).await.unwrap(),
+        registry.check(&nobody, Some(&right)).await.unwrap(),
         AuthCheck::UnknownPortal
     );
+    assert_eq!(registry.cached_len(), 0, "unknown portals are never cached");
 
-    store
-        .apply(&app(EventKind::AppInstall, MEMBER, TOKEN, 100, "1"), 1)
-        .await
-        .unwrap();
-    // "nobody" was cached as unknown; a fresh install of MEMBER is seen (re-read on non-Verified).
+    db.apply(&app(EventKind::AppInstall, MEMBER, TOKEN, 100, "1"), 1)
+        .await;
     assert!(
-        matches!(registry.check(MEMBER, Some(&right)).await.unwrap(), AuthCheck::Verified(p) if p.version.as_deref() == Some("1"))
+        matches!(registry.check(&member, Some(&right)).await.unwrap(), AuthCheck::Verified(p) if p.version.as_deref() == Some("1"))
     );
     assert!(matches!(
-        registry.check(MEMBER, Some(&wrong)).await.unwrap(),
+        registry.check(&member, Some(&wrong)).await.unwrap(),
         AuthCheck::TokenMismatch(_)
     ));
     assert!(matches!(
-        registry.check(MEMBER, None).await.unwrap(),
+        registry.check(&member, None).await.unwrap(),
         AuthCheck::TokenMismatch(_)
     ));
-    assert!(matches!(
-        registry
-            .check(MEMBER, Some(&Secret::new("")))
-            .await
-            .unwrap(),
-        AuthCheck::TokenMismatch(_)
-    ));
+    assert!(hash("").is_none(), "an empty token never authenticates");
 
     // Rotated token while the cache still holds the old record: never refused.
-    store
-        .apply(
-            &app(EventKind::AppUpdate, MEMBER, "rotated-token", 200, "2"),
-            2,
-        )
-        .await
-        .unwrap();
-    let rotated = Secret::new("rotated-token");
+    db.apply(
+        &app(EventKind::AppUpdate, MEMBER, "rotated-token", 200, "2"),
+        2,
+    )
+    .await;
+    let rotated = hash("rotated-token").unwrap();
     assert!(
-        matches!(registry.check(MEMBER, Some(&rotated)).await.unwrap(), AuthCheck::Verified(p) if p.version.as_deref() == Some("2"))
+        matches!(registry.check(&member, Some(&rotated)).await.unwrap(), AuthCheck::Verified(p) if p.version.as_deref() == Some("2"))
     );
     assert!(matches!(
-        registry.check(MEMBER, Some(&right)).await.unwrap(),
+        registry.check(&member, Some(&right)).await.unwrap(),
         AuthCheck::TokenMismatch(_)
     ));
 
     // Uninstalled.
-    store
-        .apply(&uninstall(MEMBER, "rotated-token", 300, false), 3)
-        .await
-        .unwrap();
-    registry.invalidate(MEMBER);
+    db.apply(&uninstall(MEMBER, "rotated-token", 300, false), 3)
+        .await;
+    registry.invalidate(&member);
     assert!(matches!(
-        registry.check(MEMBER, Some(&rotated)).await.unwrap(),
+        registry.check(&member, Some(&rotated)).await.unwrap(),
         AuthCheck::Uninstalled(_)
     ));
-    assert_eq!(registry.store().get_portal("nobody").await.unwrap(), None);
+    assert_eq!(
+        registry.cached_len(),
+        0,
+        "uninstalled portals are not cached"
+    );
+    assert_eq!(registry.store().get_portal(&nobody).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -263,14 +287,16 @@ async fn unavailable_dynamodb_is_reported_as_unavailable() {
         .endpoint_url("http://127.0.0.1:9") // discard port: connection refused
         .build();
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), "t");
+    let e = msg_add(MEMBER, 1, 1, "x");
+    let err = store.apply(&e, &ctx_for(&e, 1, 1)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
+    assert!(!err.to_string().contains(TOKEN));
+    // A missing table is a configuration problem, not "unavailable" and not the input's fault.
+    let store = DynamoStore::new(testing::client(), "no-such-table");
     let err = store
-        .apply(&msg_add(MEMBER, 1, 1, "x"), 1)
+        .get_portal(&MemberId::new(MEMBER).unwrap())
         .await
         .unwrap_err();
-    assert!(err.is_unavailable(), "{err}");
-    assert!(!err.to_string().contains(TOKEN));
-    // A missing table is a configuration problem, not "unavailable".
-    let store = DynamoStore::new(testing::client(), "no-such-table");
-    let err = store.get_portal(MEMBER).await.unwrap_err();
-    assert!(!err.is_unavailable(), "{err}");
+    assert!(matches!(err, StoreError::Misconfigured { .. }), "{err}");
+    assert!(!err.is_invalid_input());
 }

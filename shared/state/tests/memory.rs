@@ -29,6 +29,10 @@ async fn app_events_in_any_order() {
     app_orders(mem).await;
 }
 #[tokio::test]
+async fn same_second_install_and_uninstall_answer_what_they_did() {
+    same_second_install_and_uninstall(mem).await;
+}
+#[tokio::test]
 async fn stale_events_change_nothing() {
     stale_outcomes(mem).await;
 }
@@ -70,26 +74,41 @@ impl b24_state::transition::Backend for Conflicting {
         }
         self.inner.transact(writes).await
     }
-    async fn purge_portal(&self, member_id: &str) -> Result<(), b24_state::StoreError> {
-        self.inner.purge_portal(member_id).await
-    }
 }
 
 #[tokio::test]
 async fn transaction_conflicts_are_retried_then_classified() {
     use b24_state::transition::{plan, run, MAX_CONFLICT_RETRIES};
-    let e = msg_add(MEMBER, 1, 100, "hi");
-    let p = plan(&e, 1, 30);
+    use b24_state::{Applied, Outcome};
+    // A first install: the only event that needs no portal record.
+    let e = app(b24_events::EventKind::AppInstall, MEMBER, TOKEN, 100, "1");
+    let ctx = b24_state::Context {
+        member: b24_state::MemberId::new(MEMBER).unwrap(),
+        authorization: b24_state::Authorization::Register {
+            token_hash: b24_state::TokenHash::of(e.auth.application_token.as_ref()).unwrap(),
+        },
+        received_at: 1,
+        event_ttl_days: 30,
+        verified_client_endpoint: None,
+    };
+    let p = plan(&e, &ctx).unwrap();
     let b = Conflicting {
         inner: b24_state::MemoryStore::new(),
         conflicts_left: 3.into(),
     };
-    assert_eq!(run(&b, &p).await.unwrap(), b24_state::Outcome::Applied);
+    assert_eq!(
+        run(&b, &p).await.unwrap(),
+        Applied::Outcome(Outcome::Applied)
+    );
     assert_eq!(b.inner.transaction_count(), 1);
-    // A retry after the event was applied by the conflicting writer is a duplicate.
+    // A retry after the event was applied by the conflicting writer is a duplicate (the
+    // portal exists now, so the registration's guard fails too: refused, nothing written).
     b.conflicts_left
         .store(2, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(run(&b, &p).await.unwrap(), b24_state::Outcome::Duplicate);
+    assert!(matches!(
+        run(&b, &p).await.unwrap(),
+        Applied::Outcome(Outcome::Duplicate) | Applied::Unauthorized
+    ));
     // Conflict that outlasts every retry: an error, but not "unavailable" (never a 503 by itself).
     let b = Conflicting {
         inner: b24_state::MemoryStore::new(),
@@ -100,6 +119,6 @@ async fn transaction_conflicts_are_retried_then_classified() {
         matches!(err, b24_state::StoreError::Contention { .. }),
         "{err}"
     );
-    assert!(!err.is_unavailable());
+    assert!(!err.is_invalid_input());
     assert!(b.inner.all_records().is_empty());
 }

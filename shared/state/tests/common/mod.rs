@@ -2,73 +2,26 @@
 #![allow(dead_code)]
 
 use b24_events::*;
-use b24_state::{DynamoStore, MemoryStore, Outcome, Store};
+use b24_state::testing::apply_trusted;
+use b24_state::{Applied, DynamoStore, MemberId, MemoryStore, Outcome};
 
 pub mod scenarios;
 use serde_json::Value;
 
-pub const MEMBER: &str = "bac1cd5c8940947a75e0d71b1a84e348";
+pub const MEMBER: &str = b24_fixtures::MEMBER;
 pub const OTHER: &str = "0000aaaa1111bbbb2222cccc3333dddd";
-pub const TOKEN: &str = "831c76b092f9f135d9b6b36c3a720757";
-pub const CONNECTOR: &str = "myconnector";
-pub const LINE: i64 = 107;
+pub const TOKEN: &str = b24_fixtures::APP_TOKEN;
+pub const CONNECTOR: &str = b24_fixtures::CONNECTOR;
+pub const LINE: i64 = b24_fixtures::LINE;
 
-pub fn auth(member: &str, token: &str) -> Auth {
-    Auth {
-        member_id: member.into(),
-        domain: Some("some-domain.bitrix24.ru".into()),
-        client_endpoint: Some("https://some-domain.bitrix24.ru/rest/".into()),
-        server_endpoint: Some("https://oauth.bitrix24.tech/rest/".into()),
-        status: Some("F".into()),
-        scope: vec!["imconnector".into(), "imopenlines".into()],
-        user_id: Some(27),
-        expires: None,
-        expires_in: Some(3600),
-        access_token: Some(Secret::new("c978b990071b0008440001b0895f697a")),
-        refresh_token: None,
-        application_token: Some(Secret::new(token)),
-    }
-}
-
-fn event(kind: EventKind, member: &str, ts: i64, data: EventData) -> Event {
-    Event {
-        kind,
-        handler_id: Some(555),
-        ts: Some(ts),
-        auth: auth(member, TOKEN),
-        data,
-    }
-}
-
-pub fn item(msg: i64, text: Option<&str>, ids: &[&str]) -> MessageItem {
-    MessageItem {
-        im: ImRef {
-            chat_id: 1807,
-            message_id: msg,
-        },
-        message: MessageBody {
-            user_id: Some(27),
-            text: text.map(str::to_string),
-            ids: ids.iter().map(|s| s.to_string()).collect(),
-            files: vec![],
-        },
-        chat: ExternalChat {
-            id: Some("channel-123".into()),
-        },
-    }
-}
+pub use b24_fixtures::{item, Fixture};
 
 pub fn messages(kind: EventKind, member: &str, ts: i64, items: Vec<MessageItem>) -> Event {
-    event(
-        kind,
-        member,
-        ts,
-        EventData::Messages(MessagesData {
-            connector: Some(CONNECTOR.into()),
-            line: Some(LINE),
-            messages: items,
-        }),
-    )
+    Fixture::new(kind)
+        .member(member)
+        .ts(ts)
+        .handler(555)
+        .event_with_items(items)
 }
 
 pub fn msg_add(member: &str, msg: i64, ts: i64, text: &str) -> Event {
@@ -99,95 +52,46 @@ pub fn msg_delete(member: &str, msg: i64, ts: i64, ids: &[&str]) -> Event {
 }
 
 pub fn dialog(kind: EventKind, member: &str, session: i64, ts: i64) -> Event {
-    event(
-        kind,
-        member,
-        ts,
-        EventData::Dialogs(DialogsData {
-            connector: Some(CONNECTOR.into()),
-            line: Some(LINE),
-            dialogs: vec![DialogItem {
-                connector: DialogConnector {
-                    connector_id: Some(CONNECTOR.into()),
-                    line_id: Some(LINE),
-                    chat_id: Some("ext-chat-1".into()),
-                    user_id: Some("ext-user-1".into()),
-                },
-                session: Session {
-                    id: session,
-                    closed: Some(kind == EventKind::DialogFinish),
-                    parent_id: Some(0),
-                    close_term: Some(1440),
-                },
-                chat: ExternalChat {
-                    id: Some("ext-chat-1".into()),
-                },
-                user: ExternalUser {
-                    id: Some("ext-user-1".into()),
-                },
-            }],
-        }),
-    )
+    Fixture::new(kind)
+        .member(member)
+        .session(session)
+        .ts(ts)
+        .external_user("ext-user-1")
+        .close_term(1440)
+        .event()
 }
 
 pub fn status_delete(member: &str, ts: i64) -> Event {
-    event(
-        EventKind::StatusDelete,
-        member,
-        ts,
-        EventData::StatusDelete(StatusDeleteData {
-            connector: CONNECTOR.into(),
-            line: LINE,
-        }),
-    )
+    Fixture::new(EventKind::StatusDelete)
+        .member(member)
+        .ts(ts)
+        .event()
 }
 
 pub fn line_delete(member: &str, ts: i64) -> Event {
-    event(
-        EventKind::LineDelete,
-        member,
-        ts,
-        EventData::LineDelete(LineDeleteData { line: LINE }),
-    )
+    Fixture::new(EventKind::LineDelete)
+        .member(member)
+        .ts(ts)
+        .event()
 }
 
 pub fn app(kind: EventKind, member: &str, token: &str, ts: i64, version: &str) -> Event {
-    let mut e = event(
-        kind,
-        member,
-        ts,
-        EventData::App(AppData {
-            version: Some(version.into()),
-            active: Some(true),
-            installed: Some(true),
-            language_id: Some("ru".into()),
-        }),
-    );
-    e.handler_id = None;
-    e.auth.application_token = Some(Secret::new(token));
-    e.auth.refresh_token = Some(Secret::new("refresh-secret-value"));
-    e
+    Fixture::new(kind)
+        .member(member)
+        .token(token)
+        .ts(ts)
+        .version(version)
+        .refresh_token("refresh-secret-value")
+        .event()
 }
 
 pub fn uninstall(member: &str, token: &str, ts: i64, clean: bool) -> Event {
-    let mut e = event(
-        EventKind::AppUninstall,
-        member,
-        ts,
-        EventData::AppUninstall(AppUninstallData {
-            language_id: Some("ru".into()),
-            clean,
-        }),
-    );
-    e.auth = Auth {
-        member_id: member.into(),
-        domain: Some("some-domain.bitrix24.ru".into()),
-        client_endpoint: Some("https://some-domain.bitrix24.ru/rest/".into()),
-        server_endpoint: Some("https://oauth.bitrix24.tech/rest/".into()),
-        application_token: Some(Secret::new(token)),
-        ..Auth::default()
-    };
-    e
+    Fixture::new(EventKind::AppUninstall)
+        .member(member)
+        .token(token)
+        .ts(ts)
+        .clean(clean)
+        .event()
 }
 
 /// One of each of the ten events, for `member`.
@@ -255,18 +159,36 @@ pub enum Db {
 }
 
 impl Db {
-    pub async fn apply(&self, e: &Event, now: i64) -> Outcome {
-        match self {
-            Db::Mem(s) => s.apply(e, now).await,
-            Db::Ddb(s) => s.apply(e, now).await,
+    /// Applies `e` as an accepting pipeline would; `None` when the portal check refused it.
+    pub async fn try_apply(&self, e: &Event, now: i64) -> Option<Outcome> {
+        let applied = match self {
+            Db::Mem(s) => apply_trusted(s, e, now, 30).await,
+            Db::Ddb(s) => apply_trusted(s, e, now, 30).await,
         }
-        .unwrap_or_else(|err| panic!("apply {}: {err}", e.kind))
+        .unwrap_or_else(|err| panic!("apply {}: {err}", e.kind()));
+        match applied {
+            Applied::Outcome(o) => Some(o),
+            Applied::Unauthorized => None,
+        }
+    }
+    pub async fn apply(&self, e: &Event, now: i64) -> Outcome {
+        self.try_apply(e, now)
+            .await
+            .unwrap_or_else(|| panic!("apply {}: refused by the portal check", e.kind()))
     }
     pub async fn records(&self, member: &str) -> Vec<Value> {
+        let m = MemberId::new(member).expect("valid member id");
         match self {
-            Db::Mem(s) => s.portal_records(member),
-            Db::Ddb(s) => s.portal_records(member).await.expect("portal_records"),
+            Db::Mem(s) => s.portal_records(&m),
+            Db::Ddb(s) => s.portal_records(&m).await.expect("portal_records"),
         }
+    }
+    pub async fn purge(&self, member: &str) -> usize {
+        match self {
+            Db::Mem(s) => b24_state::testing::run_purges(s, member, 50).await,
+            Db::Ddb(s) => b24_state::testing::run_purges(s, member, 50).await,
+        }
+        .expect("purge")
     }
 }
 
