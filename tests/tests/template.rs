@@ -159,8 +159,8 @@ fn effective_properties(function: &Value) -> Value {
     merge(&globals, at(function, &["Properties"]))
 }
 
-/// The single `AWS::Serverless::Function` of each family, found by its build binary.
-fn functions_by_family() -> BTreeMap<Family, (&'static str, &'static Value)> {
+/// Every `AWS::Serverless::Function` by its build binary.
+fn functions() -> BTreeMap<String, (&'static str, &'static Value)> {
     let mut out = BTreeMap::new();
     for (id, f) in resources_of_type("AWS::Serverless::Function") {
         let binary = get(f, "Metadata")
@@ -168,19 +168,49 @@ fn functions_by_family() -> BTreeMap<Family, (&'static str, &'static Value)> {
             .and_then(|b| get(b, "Binary"))
             .and_then(s)
             .unwrap_or_else(|| panic!("{id}: Metadata.BuildProperties.Binary is missing"));
-        let family = Family::ALL
-            .iter()
-            .find(|f| binary == binary_name(**f))
-            .copied()
-            .unwrap_or_else(|| {
-                panic!("{id}: binary {binary} is not b24-fn-<family> of any Family")
-            });
         assert!(
-            out.insert(family, (id, f)).is_none(),
+            out.insert(binary.to_string(), (id, f)).is_none(),
             "two functions build {binary}"
         );
     }
     out
+}
+
+/// The package name of every crate under `functions/` (one function each).
+fn function_crates() -> BTreeSet<String> {
+    let dir = repo_root().join("functions");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path().join("Cargo.toml"))
+        .filter(|m| m.is_file())
+        .map(|manifest| {
+            let text = std::fs::read_to_string(&manifest)
+                .unwrap_or_else(|e| panic!("read {}: {e}", manifest.display()));
+            text.lines()
+                .map(str::trim)
+                .find_map(|l| {
+                    l.strip_prefix("name")
+                        .map(str::trim)
+                        .and_then(|l| l.strip_prefix('='))
+                })
+                .map(|v| v.trim().trim_matches('"').to_string())
+                .unwrap_or_else(|| panic!("{}: no package name", manifest.display()))
+        })
+        .collect()
+}
+
+/// The single `AWS::Serverless::Function` of each family, found by its build binary.
+fn functions_by_family() -> BTreeMap<Family, (&'static str, &'static Value)> {
+    functions()
+        .into_iter()
+        .filter_map(|(binary, f)| {
+            Family::ALL
+                .iter()
+                .copied()
+                .find(|fam| binary == binary_name(*fam))
+                .map(|fam| (fam, f))
+        })
+        .collect()
 }
 
 fn binary_name(f: Family) -> String {
@@ -291,6 +321,36 @@ fn as_list(v: &Value) -> Vec<&Value> {
 
 // ------------------------------------------------------------------------------------------
 // Functions, binaries, routes
+
+#[test]
+fn every_function_crate_is_deployed_and_nothing_else() {
+    let deployed: BTreeSet<String> = functions().keys().cloned().collect();
+    assert_eq!(
+        deployed,
+        function_crates(),
+        "template functions (Metadata.BuildProperties.Binary) vs crates under functions/"
+    );
+    for (binary, (id, f)) in functions() {
+        let p = effective_properties(f);
+        assert_eq!(
+            get(f, "Metadata")
+                .and_then(|m| get(m, "BuildMethod"))
+                .and_then(s),
+            Some("rust-cargolambda"),
+            "{id}: Metadata.BuildMethod"
+        );
+        let arch: Vec<_> = get(&p, "Architectures")
+            .and_then(Value::as_sequence)
+            .map(|a| a.iter().filter_map(s).collect())
+            .unwrap_or_default();
+        assert_eq!(arch, ["arm64"], "{id} ({binary}): Architectures");
+        assert_eq!(
+            get(&p, "Runtime").and_then(s),
+            Some("provided.al2023"),
+            "{id}"
+        );
+    }
+}
 
 #[test]
 fn one_function_per_family_with_the_right_binary() {
@@ -616,6 +676,7 @@ const KNOWN_VARIABLES: &[&str] = &[
     "BITRIX24_CLIENT_ID",
     "VERIFIER_ALLOW_INSECURE",
     "VERIFIER_TIMEOUT_MS",
+    "PARKED_QUEUE_URL",
 ];
 
 #[test]
@@ -631,6 +692,11 @@ fn every_function_gets_an_environment_the_code_accepts() {
             Some(table),
             "{id}: {} must be !Ref {table}",
             schema::TABLE_NAME_ENV
+        );
+        assert_eq!(
+            get(raw, "PARKED_QUEUE_URL").and_then(ref_target),
+            Some("ParkedQueue"),
+            "{id}: PARKED_QUEUE_URL must be !Ref ParkedQueue"
         );
         for k in raw.as_mapping().expect("Variables mapping").keys() {
             let k = k.as_str().expect("name");
@@ -700,29 +766,74 @@ fn every_function_gets_an_environment_the_code_accepts() {
 // ------------------------------------------------------------------------------------------
 // Permissions
 
-const BASE_ACTIONS: &[&str] = &[
+const WEBHOOK_ACTIONS: &[&str] = &[
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:ConditionCheckItem",
 ];
-const PURGE_ACTIONS: &[&str] = &[
-    "dynamodb:Query",
-    "dynamodb:DeleteItem",
-    "dynamodb:BatchWriteItem",
+const STREAM_READ_ACTIONS: &[&str] = &[
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
 ];
 
+/// (resource as `!GetAtt X.Y`, actions) a function needs: nothing more, nothing less.
+fn expected_grants(binary: &str) -> BTreeMap<(String, String), BTreeSet<String>> {
+    let table = table_id().to_string();
+    let set = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<BTreeSet<_>>();
+    let mut m = BTreeMap::new();
+    match binary {
+        "b24-fn-purge" => {
+            m.insert(
+                (table.clone(), "Arn".into()),
+                set(&[
+                    "dynamodb:Query",
+                    "dynamodb:DeleteItem",
+                    "dynamodb:UpdateItem",
+                ]),
+            );
+            m.insert((table, "StreamArn".into()), set(STREAM_READ_ACTIONS));
+            m.insert(
+                ("PurgeFailuresQueue".into(), "Arn".into()),
+                set(&["sqs:SendMessage"]),
+            );
+        }
+        "b24-fn-redrive" => {
+            m.insert((table, "Arn".into()), set(WEBHOOK_ACTIONS));
+            m.insert(
+                ("ParkedQueue".into(), "Arn".into()),
+                set(&[
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:GetQueueAttributes",
+                ]),
+            );
+        }
+        b if Family::ALL.iter().any(|f| binary_name(*f) == b) => {
+            m.insert((table, "Arn".into()), set(WEBHOOK_ACTIONS));
+            m.insert(
+                ("ParkedQueue".into(), "Arn".into()),
+                set(&["sqs:SendMessage"]),
+            );
+        }
+        other => panic!("no expected permissions for {other}: add them to this test"),
+    }
+    m
+}
+
 #[test]
-fn least_privilege_table_access() {
-    let table = table_id();
-    for (family, (id, f)) in functions_by_family() {
+fn least_privilege_for_every_function() {
+    for (binary, (id, f)) in functions() {
         let props = effective_properties(f);
         assert!(
             get(&props, "Role").is_none(),
             "{id}: use Policies, not a shared Role"
         );
         let policies = get(&props, "Policies").map(as_list).unwrap_or_default();
-        let mut actions = BTreeSet::new();
+        let mut grants: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
         for policy in policies {
             // Only inline policy documents: no SAM policy templates (DynamoDBCrudPolicy allows
             // Scan/DeleteItem/...), no managed policy names or ARNs.
@@ -732,28 +843,229 @@ fn least_privilege_table_access() {
                 assert_eq!(get(st, "Effect").and_then(s), Some("Allow"), "{id}: Effect");
                 let resources = as_list(at(st, &["Resource"]));
                 assert_eq!(resources.len(), 1, "{id}: one resource per statement");
-                assert_eq!(
-                    getatt(resources[0]),
-                    Some((table.to_string(), "Arn".to_string())),
-                    "{id}: the only resource is !GetAtt {table}.Arn"
-                );
+                let resource = getatt(resources[0])
+                    .unwrap_or_else(|| panic!("{id}: resources are !GetAtt X.Arn / StreamArn"));
                 for a in as_list(at(st, &["Action"])) {
                     let a = a.as_str().expect("action string");
                     assert!(!a.contains('*'), "{id}: wildcard action {a}");
-                    actions.insert(a.to_string());
+                    grants
+                        .entry(resource.clone())
+                        .or_default()
+                        .insert(a.to_string());
                 }
             }
         }
-        let mut want: BTreeSet<String> = BASE_ACTIONS.iter().map(|a| a.to_string()).collect();
-        if family == Family::App {
-            want.extend(PURGE_ACTIONS.iter().map(|a| a.to_string()));
-        }
         assert_eq!(
-            actions, want,
-            "{id}: DynamoDB actions of the {family} function"
+            grants,
+            expected_grants(&binary),
+            "{id}: permissions of {binary}"
         );
         assert!(get(&props, "VpcConfig").is_none(), "{id}: no VPC");
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// Queues and queue consumers
+
+fn queue_props(id: &str) -> &'static Value {
+    let q = resource(id);
+    assert_eq!(get(q, "Type").and_then(s), Some("AWS::SQS::Queue"), "{id}");
+    at(q, &["Properties"])
+}
+
+fn number(v: &Value) -> i64 {
+    scalar_string(v)
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("not a number: {v:?}"))
+}
+
+#[test]
+fn the_parked_queue_is_durable_encrypted_and_drained_by_the_redrive() {
+    for id in ["ParkedQueue", "ParkedDeadLetterQueue"] {
+        let p = queue_props(id);
+        assert_eq!(
+            at(p, &["SqsManagedSseEnabled"]).as_bool(),
+            Some(true),
+            "{id}: SSE"
+        );
+        assert_eq!(
+            number(at(p, &["MessageRetentionPeriod"])),
+            14 * 86_400,
+            "{id}: 14 days"
+        );
+        assert_eq!(
+            number(at(p, &["MaximumMessageSize"])),
+            1_048_576,
+            "{id}: a parked event of a 1 MiB body fits"
+        );
+    }
+    let p = queue_props("ParkedQueue");
+    let redrive = at(p, &["RedrivePolicy"]);
+    assert_eq!(
+        getatt(at(redrive, &["deadLetterTargetArn"])),
+        Some(("ParkedDeadLetterQueue".to_string(), "Arn".to_string()))
+    );
+    let receives = number(at(redrive, &["maxReceiveCount"]));
+    assert!((5..=100).contains(&receives), "maxReceiveCount {receives}");
+
+    let (id, f) = functions()["b24-fn-redrive"];
+    let props = effective_properties(f);
+    let events = at(&props, &["Events"]).as_mapping().expect("Events");
+    assert_eq!(events.len(), 1, "{id}: one event source");
+    let (_, ev) = events.iter().next().unwrap();
+    assert_eq!(get(ev, "Type").and_then(s), Some("SQS"));
+    let ep = at(ev, &["Properties"]);
+    assert_eq!(
+        getatt(at(ep, &["Queue"])),
+        Some(("ParkedQueue".to_string(), "Arn".to_string()))
+    );
+    assert_eq!(
+        as_list(at(ep, &["FunctionResponseTypes"]))
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect::<Vec<_>>(),
+        ["ReportBatchItemFailures"],
+        "{id}: partial batch responses"
+    );
+    let timeout = number(at(&props, &["Timeout"]));
+    assert!(
+        number(at(p, &["VisibilityTimeout"])) >= timeout,
+        "the queue's visibility timeout must cover the function's timeout"
+    );
+    // Alarms: DLQ depth and the oldest parked message's age.
+    let alarms = resources_of_type("AWS::CloudWatch::Alarm");
+    let on_queue = |queue: &str, metric: &str| {
+        alarms.iter().any(|(_, a)| {
+            let p = at(a, &["Properties"]);
+            get(p, "MetricName").and_then(s) == Some(metric)
+                && dimensions(p).iter().any(|(k, v)| {
+                    k == "QueueName"
+                        && getatt(v) == Some((queue.to_string(), "QueueName".to_string()))
+                })
+        })
+    };
+    assert!(on_queue(
+        "ParkedDeadLetterQueue",
+        "ApproximateNumberOfMessagesVisible"
+    ));
+    assert!(on_queue("ParkedQueue", "ApproximateAgeOfOldestMessage"));
+    // The local runner plays this mapping (scripts/runner.json).
+    let runner: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("scripts/runner.json")).expect("runner.json"),
+    )
+    .expect("runner.json is JSON");
+    let local = runner["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .find(|src| src["function"] == "b24-fn-redrive")
+        .expect("a runner source for b24-fn-redrive");
+    assert_eq!(local["kind"], "sqs");
+    assert_eq!(local["report_batch_item_failures"], true);
+}
+
+// ------------------------------------------------------------------------------------------
+// Stream consumers
+
+/// The stream event source of a function: its properties.
+fn stream_source(id: &str, f: &Value) -> Value {
+    let events = get(&effective_properties(f), "Events")
+        .and_then(Value::as_mapping)
+        .cloned()
+        .unwrap_or_default();
+    let streams: Vec<_> = events
+        .iter()
+        .filter(|(_, e)| get(e, "Type").and_then(s) == Some("DynamoDB"))
+        .collect();
+    assert_eq!(streams.len(), 1, "{id}: one DynamoDB stream event source");
+    at(streams[0].1, &["Properties"]).clone()
+}
+
+fn filters_of(id: &str, props: &Value) -> Vec<serde_json::Value> {
+    as_list(at(props, &["FilterCriteria", "Filters"]))
+        .into_iter()
+        .map(|f| {
+            let text = at(f, &["Pattern"]).as_str().expect("Pattern string");
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("{id}: Pattern is not JSON: {e}"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_purge_function_consumes_the_stream_as_the_code_expects() {
+    let (id, f) = functions()["b24-fn-purge"];
+    let props = stream_source(id, f);
+    assert_eq!(
+        getatt(at(&props, &["Stream"])),
+        Some((table_id().to_string(), "StreamArn".to_string())),
+        "{id}: the table's stream"
+    );
+    let want: serde_json::Value =
+        serde_json::from_str(b24_consumers::purge::STREAM_FILTER).expect("code filter is JSON");
+    assert_eq!(
+        filters_of(id, &props),
+        vec![want],
+        "{id}: filter = the code's STREAM_FILTER"
+    );
+    assert_eq!(
+        as_list(at(&props, &["FunctionResponseTypes"]))
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect::<Vec<_>>(),
+        ["ReportBatchItemFailures"],
+        "{id}: partial batch responses"
+    );
+    assert_eq!(
+        at(&props, &["BisectBatchOnFunctionError"]).as_bool(),
+        Some(true)
+    );
+    let retries = scalar_string(at(&props, &["MaximumRetryAttempts"]))
+        .and_then(|r| r.parse::<i64>().ok())
+        .expect("MaximumRetryAttempts");
+    assert!((0..=100).contains(&retries), "{id}: bounded retries");
+    assert_eq!(
+        at(&props, &["StartingPosition"]).as_str(),
+        Some("TRIM_HORIZON"),
+        "{id}: no marker written before the mapping exists is skipped"
+    );
+    let dest = at(&props, &["DestinationConfig", "OnFailure"]);
+    assert_eq!(at(dest, &["Type"]).as_str(), Some("SQS"));
+    let (queue, attr) = getatt(at(dest, &["Destination"])).expect("!GetAtt queue.Arn");
+    assert_eq!(attr, "Arn");
+    let q = resource(&queue);
+    assert_eq!(get(q, "Type").and_then(s), Some("AWS::SQS::Queue"));
+    assert_eq!(
+        at(q, &["Properties", "SqsManagedSseEnabled"]).as_bool(),
+        Some(true),
+        "{queue}: encrypted"
+    );
+    // The local runner plays this mapping with the same filter (scripts/runner.json).
+    let runner: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("scripts/runner.json")).expect("runner.json"),
+    )
+    .expect("runner.json is JSON");
+    let local = runner["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .find(|src| src["function"] == "b24-fn-purge")
+        .expect("a runner source for b24-fn-purge");
+    let local_filters: Vec<serde_json::Value> = local["filters"]
+        .as_array()
+        .expect("filters")
+        .iter()
+        .map(|f| match f {
+            serde_json::Value::String(t) => serde_json::from_str(t).expect("filter JSON"),
+            other => other.clone(),
+        })
+        .collect();
+    assert_eq!(
+        local_filters,
+        filters_of(id, &props),
+        "runner.json filter = template filter"
+    );
+    assert_eq!(local["report_batch_item_failures"], true);
+    assert_eq!(local["bisect"], true);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -775,7 +1087,8 @@ fn every_function_logs_json_to_its_own_retained_log_group() {
             "LogLevel {level} would filter out the metric records"
         );
     }
-    for (family, (id, f)) in functions_by_family() {
+    for (binary, (id, f)) in functions() {
+        let suffix = binary.trim_start_matches("b24-fn-");
         let p = effective_properties(f);
         assert_eq!(
             get(at(&p, &["LoggingConfig"]), "ApplicationLogLevel").and_then(ref_target),
@@ -799,10 +1112,7 @@ fn every_function_logs_json_to_its_own_retained_log_group() {
         let fn_name = get(&p, "FunctionName")
             .and_then(sub_string)
             .unwrap_or_else(|| panic!("{id}: FunctionName must be a !Sub string"));
-        assert!(
-            fn_name.ends_with(family.as_str()),
-            "{id}: FunctionName {fn_name}"
-        );
+        assert!(fn_name.ends_with(suffix), "{id}: FunctionName {fn_name}");
         assert_eq!(
             get(gp, "LogGroupName").and_then(sub_string),
             Some(format!("/aws/lambda/{fn_name}").as_str()),
@@ -812,7 +1122,7 @@ fn every_function_logs_json_to_its_own_retained_log_group() {
 }
 
 fn product_metric_names() -> BTreeSet<&'static str> {
-    BTreeSet::from([
+    let mut all = BTreeSet::from([
         names::REQUESTS,
         names::AUTH_FAILURES,
         names::DECODE_FAILURES,
@@ -821,7 +1131,9 @@ fn product_metric_names() -> BTreeSet<&'static str> {
         names::STORAGE_ERRORS,
         names::LATENCY,
         names::EVENTS,
-    ])
+    ]);
+    all.extend(names::CONSUMER_METRICS.iter().copied());
+    all
 }
 
 /// Every `Metric` block of an alarm (plain or metric math).
@@ -890,7 +1202,7 @@ fn alarms_cover_functions_api_auth_and_table_with_the_code_metric_names() {
                 );
                 for (k, v) in &dims {
                     assert!(
-                        ["Family", "Event", "Outcome"].contains(&k.as_str()),
+                        ["Family", "Event", "Outcome", "Function"].contains(&k.as_str()),
                         "{id}: dimension {k}"
                     );
                     if k == "Family" {
@@ -932,7 +1244,7 @@ fn alarms_cover_functions_api_auth_and_table_with_the_code_metric_names() {
         Family::ALL.iter().copied().collect(),
         "the AuthFailures alarm must cover every family"
     );
-    for (_, (id, _)) in functions_by_family() {
+    for (_, (id, _)) in functions() {
         for metric in ["Errors", "Throttles"] {
             assert!(
                 lambda_alarms.contains(&(id.to_string(), metric.to_string())),

@@ -136,6 +136,22 @@ impl EventKind {
             .find(|k| k.code().eq_ignore_ascii_case(code))
     }
 
+    /// Whether the event installs the app on a portal (ONAPPINSTALL, ONAPPUPDATE): the only
+    /// events that may register a portal or change its token.
+    pub fn is_install(self) -> bool {
+        match self {
+            EventKind::AppInstall | EventKind::AppUpdate => true,
+            EventKind::MessageAdd
+            | EventKind::MessageUpdate
+            | EventKind::MessageDelete
+            | EventKind::DialogStart
+            | EventKind::DialogFinish
+            | EventKind::StatusDelete
+            | EventKind::LineDelete
+            | EventKind::AppUninstall => false,
+        }
+    }
+
     /// The family that serves this event.
     pub fn family(self) -> Family {
         match self {

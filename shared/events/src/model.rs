@@ -8,7 +8,7 @@
 use crate::kind::{EventKind, Family};
 use crate::secret::Secret;
 use serde::ser::SerializeStruct;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
 
 /// One decoded Bitrix24 event.
@@ -189,7 +189,7 @@ impl EventData {
 }
 
 /// `data` of the three Message* events.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MessagesData {
     /// Connector ID, lower-cased (Bitrix24 lower-cases IDs at `imconnector.register`; keys
     /// use this form).
@@ -203,7 +203,7 @@ pub struct MessagesData {
 }
 
 /// One element of `MESSAGES`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MessageItem {
     /// The message's identity inside Bitrix24.
     pub im: ImRef,
@@ -214,7 +214,7 @@ pub struct MessageItem {
 }
 
 /// `im`: the message's IDs inside Bitrix24 (required: they identify the message).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImRef {
     /// Open-line chat ID in Bitrix24.
     pub chat_id: i64,
@@ -223,7 +223,7 @@ pub struct ImRef {
 }
 
 /// `message`: author, text, external IDs, files, params.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MessageBody {
     /// The Bitrix24 user the message was sent as (`0` for automatic messages).
     pub user_id: Option<i64>,
@@ -232,14 +232,16 @@ pub struct MessageBody {
     /// External message IDs: empty for MessageAdd; from an array or a single value otherwise.
     pub ids: Vec<String>,
     /// Files (undocumented; kept when Bitrix24 sends them).
+    #[serde(default)]
     pub files: Vec<FileRef>,
     /// `message.params` as sent (undocumented): a string map on automatic and system
     /// messages, e.g. `CLASS`, `IMOL_FORM`, `IMOL_VOTE`. Empty when absent.
+    #[serde(default)]
     pub params: BTreeMap<String, String>,
 }
 
 /// One element of `message.files` (undocumented; every non-secret field real portals send).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRef {
     /// Bitrix24's file ID, when sent.
     pub id: Option<String>,
@@ -269,14 +271,14 @@ pub struct FileRef {
 }
 
 /// `chat`: the external system's chat.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExternalChat {
     /// External chat ID (a string).
     pub id: Option<String>,
 }
 
 /// `data` of DialogStart / DialogFinish.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DialogsData {
     /// Connector ID, lower-cased.
     pub connector: Option<String>,
@@ -289,7 +291,7 @@ pub struct DialogsData {
 }
 
 /// One element of a Dialog* event's `DATA`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DialogItem {
     /// Where the dialog runs.
     pub connector: DialogConnector,
@@ -302,7 +304,7 @@ pub struct DialogItem {
 }
 
 /// `connector` inside a dialog element.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DialogConnector {
     /// Connector ID, lower-cased.
     pub connector_id: Option<String>,
@@ -317,7 +319,7 @@ pub struct DialogConnector {
 }
 
 /// `session` inside a dialog element.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     /// Session ID (required: it identifies the dialog).
     pub id: i64,
@@ -330,14 +332,14 @@ pub struct Session {
 }
 
 /// `user` inside a dialog element.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExternalUser {
     /// External user ID (a string).
     pub id: Option<String>,
 }
 
 /// `data` of StatusDelete: the connector was disconnected from a line.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusDeleteData {
     /// Connector ID, lower-cased.
     pub connector: String,
@@ -348,14 +350,14 @@ pub struct StatusDeleteData {
 }
 
 /// `data` of LineDelete: the deleted line.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineDeleteData {
     /// Open line ID (wire: scalar `data`, or legacy `data[LINE_ID]` / `data[LINE]`).
     pub line: i64,
 }
 
 /// `data` of ONAPPINSTALL / ONAPPUPDATE.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppData {
     /// App version (`VERSION`).
     pub version: Option<String>,
@@ -370,10 +372,97 @@ pub struct AppData {
 }
 
 /// `data` of ONAPPUNINSTALL.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppUninstallData {
     /// `LANGUAGE_ID`.
     pub language_id: Option<String>,
     /// `CLEAN` (`1` → true): the user asked to delete the app's data.
     pub clean: bool,
+}
+
+/// Why a normalized event (the JSON this crate serializes) could not be read back.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NormalizedError {
+    /// Not the normalized shape (the reason says what is wrong).
+    #[error("not a normalized event: {0}")]
+    Shape(String),
+    /// The `event` code is not one of the supported ones.
+    #[error("unsupported event {0}")]
+    UnsupportedEvent(String),
+}
+
+#[derive(Deserialize)]
+struct NormalizedAuth {
+    member_id: String,
+    domain: Option<String>,
+    client_endpoint: Option<String>,
+    server_endpoint: Option<String>,
+    status: Option<String>,
+    #[serde(default)]
+    scope: Vec<String>,
+    user_id: Option<i64>,
+    expires: Option<i64>,
+    expires_in: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Normalized {
+    event: String,
+    handler_id: Option<i64>,
+    ts: Option<i64>,
+    auth: NormalizedAuth,
+    data: serde_json::Value,
+}
+
+impl Event {
+    /// Reads back the normalized JSON this crate serializes ([`Event::to_json`]), e.g. from a
+    /// parked event. The tokens are not part of it: they come back as `None`.
+    pub fn from_normalized(value: &serde_json::Value) -> Result<Event, NormalizedError> {
+        let n: Normalized = serde_json::from_value(value.clone())
+            .map_err(|e| NormalizedError::Shape(e.to_string()))?;
+        let kind = EventKind::from_code(&n.event)
+            .ok_or_else(|| NormalizedError::UnsupportedEvent(n.event.clone()))?;
+        fn data<T: serde::de::DeserializeOwned>(
+            v: serde_json::Value,
+        ) -> Result<T, NormalizedError> {
+            serde_json::from_value(v).map_err(|e| NormalizedError::Shape(format!("data: {e}")))
+        }
+        let data = match kind {
+            EventKind::MessageAdd => EventData::MessageAdd(data(n.data)?),
+            EventKind::MessageUpdate => EventData::MessageUpdate(data(n.data)?),
+            EventKind::MessageDelete => EventData::MessageDelete(data(n.data)?),
+            EventKind::DialogStart => EventData::DialogStart(data(n.data)?),
+            EventKind::DialogFinish => EventData::DialogFinish(data(n.data)?),
+            EventKind::StatusDelete => EventData::StatusDelete(data(n.data)?),
+            EventKind::LineDelete => EventData::LineDelete(data(n.data)?),
+            EventKind::AppInstall => EventData::AppInstall(data(n.data)?),
+            EventKind::AppUpdate => EventData::AppUpdate(data(n.data)?),
+            EventKind::AppUninstall => EventData::AppUninstall(data(n.data)?),
+        };
+        let a = n.auth;
+        if !crate::is_valid_member_id(&a.member_id) {
+            return Err(NormalizedError::Shape(
+                "auth.member_id is not allowed".into(),
+            ));
+        }
+        Ok(Event {
+            handler_id: n.handler_id,
+            ts: n.ts,
+            auth: Auth {
+                member_id: a.member_id,
+                domain: a.domain,
+                client_endpoint: a.client_endpoint,
+                server_endpoint: a.server_endpoint,
+                status: a.status,
+                scope: a.scope,
+                user_id: a.user_id,
+                expires: a.expires,
+                expires_in: a.expires_in,
+                access_token: None,
+                refresh_token: None,
+                application_token: None,
+            },
+            data,
+        })
+    }
 }

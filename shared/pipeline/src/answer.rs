@@ -2,8 +2,10 @@
 //! the metric flags.
 //!
 //! Bitrix24 never retries a delivery, so each answer is deliberate: 200 for every accepted
-//! event (`applied`, `duplicate`, `stale`), a 4xx with a reason for bad input, 401 for every
-//! authentication failure (the same body whatever the cause), and 503 only when storage is down.
+//! event (`applied`, `duplicate`, `stale`), 202 `parked` for an event storage could not take
+//! (it is applied later by the redrive), a 4xx with a reason for bad input, 401 for every
+//! authentication failure (the same body whatever the cause), and 503 only when both storage
+//! and the parked queue are down.
 
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use aws_lambda_events::encodings::Body;
@@ -38,8 +40,8 @@ pub enum Rejection {
     /// DynamoDB refused the event's writes as invalid (the decoder's and the state crate's
     /// limits are meant to make this impossible); nothing was written.
     Unstorable(String),
-    /// DynamoDB is unreachable, throttling or misconfigured; the event was not applied, or (on
-    /// a timeout) may have been.
+    /// DynamoDB could not take the event and the `parked` queue could not either: the event may
+    /// be lost (on a timeout it may have been applied after all).
     StorageUnavailable,
 }
 
@@ -140,7 +142,7 @@ impl Rejection {
             }
             Rejection::Unauthorized(_) => "authentication failed".into(),
             Rejection::StorageUnavailable => {
-                "storage unavailable; the event was not recorded as applied".into()
+                "storage and the parked queue are unavailable; the event may not be applied".into()
             }
         }
     }
@@ -151,6 +153,9 @@ impl Rejection {
 pub enum Answer {
     /// The event was accepted (applied, a duplicate, or stale).
     Accepted(Outcome),
+    /// Storage could not take the event; it was parked on the `parked` queue and will be applied
+    /// by the redrive (202).
+    Parked,
     /// The event was not applied.
     Rejected(Rejection),
 }
@@ -166,8 +171,10 @@ pub struct Flags {
     pub duplicate: bool,
     /// A stale event.
     pub stale: bool,
-    /// Storage could not take the event.
+    /// Storage could not take the event, and parking failed too (503).
     pub storage_error: bool,
+    /// Storage could not take the event; it was parked (202).
+    pub parked: bool,
 }
 
 impl Answer {
@@ -175,6 +182,7 @@ impl Answer {
     pub fn status(&self) -> u16 {
         match self {
             Answer::Accepted(_) => 200,
+            Answer::Parked => 202,
             Answer::Rejected(r) => r.status(),
         }
     }
@@ -183,6 +191,7 @@ impl Answer {
     pub fn outcome_label(&self) -> &'static str {
         match self {
             Answer::Accepted(o) => o.as_str(),
+            Answer::Parked => "parked",
             Answer::Rejected(_) => "rejected",
         }
     }
@@ -197,6 +206,10 @@ impl Answer {
             },
             Answer::Accepted(Outcome::Stale) => Flags {
                 stale: true,
+                ..Flags::default()
+            },
+            Answer::Parked => Flags {
+                parked: true,
                 ..Flags::default()
             },
             Answer::Rejected(r) => match r {
@@ -226,6 +239,7 @@ impl Answer {
     pub fn body(&self) -> serde_json::Value {
         match self {
             Answer::Accepted(o) => json!({ "outcome": o.as_str() }),
+            Answer::Parked => json!({ "outcome": "parked" }),
             Answer::Rejected(r) => json!({ "error": r.code(), "reason": r.reason() }),
         }
     }

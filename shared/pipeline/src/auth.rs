@@ -14,7 +14,7 @@
 
 use crate::answer::AuthFailure;
 use crate::verifier::InstallVerifier;
-use b24_events::{Event, EventKind};
+use b24_events::Event;
 use b24_state::{
     AuthCheck, Authorization, MemberId, Portal, PortalRegistry, PortalState, Store, StoreError,
     TokenHash,
@@ -46,17 +46,7 @@ pub async fn authenticate<S: Store, V: InstallVerifier>(
     let Some(token_hash) = TokenHash::of(event.auth.application_token.as_ref()) else {
         return Ok(AuthResult::Refused(AuthFailure::MissingToken));
     };
-    let installs = match event.kind() {
-        EventKind::AppInstall | EventKind::AppUpdate => true,
-        EventKind::MessageAdd
-        | EventKind::MessageUpdate
-        | EventKind::MessageDelete
-        | EventKind::DialogStart
-        | EventKind::DialogFinish
-        | EventKind::StatusDelete
-        | EventKind::LineDelete
-        | EventKind::AppUninstall => false,
-    };
+    let installs = event.kind().is_install();
     let accepted = |authorization| AuthResult::Accepted {
         authorization,
         verified_client_endpoint: None,

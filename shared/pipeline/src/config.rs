@@ -28,6 +28,9 @@ pub struct Config {
     pub event_ttl_days: i64,
     /// Settings of the `app.info` verifier used on install/update token changes.
     pub verifier: VerifierConfig,
+    /// The SQS queue events are parked on when storage cannot take them (`PARKED_QUEUE_URL`,
+    /// required).
+    pub parked_queue_url: String,
 }
 
 /// Settings of the install verifier.
@@ -86,6 +89,10 @@ impl Config {
             variable: "TABLE_NAME",
             reason: "is required".into(),
         })?;
+        let parked_queue_url = get("PARKED_QUEUE_URL").ok_or(ConfigError {
+            variable: "PARKED_QUEUE_URL",
+            reason: "is required (the SQS queue events are parked on while storage is down)".into(),
+        })?;
         let number =
             |k: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
                 match get(k) {
@@ -113,6 +120,7 @@ impl Config {
         Ok(Config {
             family,
             table_name,
+            parked_queue_url,
             metrics_namespace: get("METRICS_NAMESPACE")
                 .unwrap_or_else(|| "Bitrix24Receiver".into()),
             max_body_bytes: number(
@@ -160,7 +168,11 @@ mod tests {
 
     #[test]
     fn defaults_apply() {
-        let c = Config::from_lookup(Family::App, lookup(&[("TABLE_NAME", "t")])).unwrap();
+        let c = Config::from_lookup(
+            Family::App,
+            lookup(&[("TABLE_NAME", "t"), ("PARKED_QUEUE_URL", "q")]),
+        )
+        .unwrap();
         assert_eq!(c.max_body_bytes, Limits::DEFAULT_MAX_BODY_BYTES);
         assert_eq!(c.portal_cache_entries, DEFAULT_PORTAL_CACHE_ENTRIES);
         assert_eq!(c.verifier.timeout, Duration::from_millis(3000));
@@ -173,15 +185,18 @@ mod tests {
     fn missing_table_and_bad_numbers_name_the_variable() {
         let e = Config::from_lookup(Family::App, lookup(&[])).unwrap_err();
         assert_eq!(e.variable, "TABLE_NAME");
+        let e = Config::from_lookup(Family::App, lookup(&[("TABLE_NAME", "t")])).unwrap_err();
+        assert_eq!(e.variable, "PARKED_QUEUE_URL");
+        let base = [("TABLE_NAME", "t"), ("PARKED_QUEUE_URL", "q")];
         let e = Config::from_lookup(
             Family::App,
-            lookup(&[("TABLE_NAME", "t"), ("MAX_BODY_BYTES", "lots")]),
+            lookup(&[base[0], base[1], ("MAX_BODY_BYTES", "lots")]),
         )
         .unwrap_err();
         assert_eq!(e.variable, "MAX_BODY_BYTES");
         let e = Config::from_lookup(
             Family::App,
-            lookup(&[("TABLE_NAME", "t"), ("VERIFIER_ALLOW_INSECURE", "maybe")]),
+            lookup(&[base[0], base[1], ("VERIFIER_ALLOW_INSECURE", "maybe")]),
         )
         .unwrap_err();
         assert_eq!(e.variable, "VERIFIER_ALLOW_INSECURE");

@@ -23,6 +23,7 @@ pub mod auth;
 pub mod config;
 pub mod logging;
 pub mod metrics;
+pub mod park;
 mod pipeline;
 pub mod request;
 pub mod verifier;
@@ -30,7 +31,8 @@ pub mod verifier;
 pub use answer::{Answer, AuthFailure, Rejection};
 pub use config::{Config, ConfigError, VerifierConfig};
 pub use metrics::Metrics;
-pub use pipeline::Pipeline;
+pub use park::{NoParking, ParkedEvent, Parker, SqsParker};
+pub use pipeline::{Pipeline, STORAGE_BUDGET};
 pub use request::WebhookRequest;
 pub use verifier::{AppInfoVerifier, InstallVerifier, RefuseTokenChanges, Verified, VerifyError};
 
@@ -48,19 +50,31 @@ pub type InitError = lambda_runtime::Error;
 pub fn pipeline_from_env<V: InstallVerifier>(
     family: Family,
     verifier: impl FnOnce(&Config) -> V,
-) -> Result<Pipeline<DynamoStore, V>, InitError> {
+) -> Result<Pipeline<DynamoStore, V, SqsParker>, InitError> {
     logging::init();
+    logging::abort_on_panic();
     let config = Config::from_env(family)?;
-    let client = b24_state::client_from_env_vars()?;
+    let env = b24_state::AwsEnv::from_env()?;
+    let client = b24_state::dynamodb_client(&env, b24_state::Timeouts::WEBHOOK);
     let store = DynamoStore::new(client, config.table_name.clone());
+    let parker = SqsParker::new(
+        park::sqs_client(&env, park::PARKING_TIMEOUTS),
+        config.parked_queue_url.clone(),
+    );
     let metrics = Metrics::stdout(config.metrics_namespace.clone());
     let verifier = verifier(&config);
-    Ok(Pipeline::new(&config, Arc::new(store), verifier, metrics))
+    Ok(Pipeline::with_parker(
+        &config,
+        Arc::new(store),
+        verifier,
+        parker,
+        metrics,
+    ))
 }
 
 /// Runs a webhook pipeline under the Lambda runtime until the execution environment ends.
-pub async fn serve<S: b24_state::Store, V: InstallVerifier>(
-    pipeline: Pipeline<S, V>,
+pub async fn serve<S: b24_state::Store, V: InstallVerifier, P: Parker>(
+    pipeline: Pipeline<S, V, P>,
 ) -> Result<(), InitError> {
     let pipeline = &pipeline;
     lambda_runtime::run(lambda_runtime::service_fn(

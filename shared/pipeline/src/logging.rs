@@ -74,6 +74,17 @@ where
     };
 }
 
+/// Makes a panic end the process, in every build: release builds under cargo-lambda and
+/// `sam build` are compiled with `panic = "abort"` anyway, so local runs and tests behave like
+/// AWS (a panic is never quietly turned into a 500 that hides it).
+pub fn abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        std::process::abort();
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,10 @@
 //! CloudWatch metrics in Embedded Metric Format (EMF): one JSON line per request on stdout,
 //! which CloudWatch Logs turns into metrics with no API call and no extra latency.
 //!
-//! Written by hand (about 80 lines) rather than with a metrics crate: we emit exactly one
-//! record per request with two fixed dimension sets, need no global recorder or background
-//! flushing (Lambda may freeze the process right after the answer), and tests capture the
-//! lines through an injectable sink.
+//! Written by hand (about 100 lines) rather than with a metrics crate: we emit exactly one
+//! record per request (or per consumer invocation) with fixed dimension sets, need no global
+//! recorder or background flushing (Lambda may freeze the process right after the answer), and
+//! tests capture the lines through an injectable sink.
 
 use serde_json::{json, Value};
 use std::io::Write;
@@ -22,12 +22,51 @@ pub mod names {
     pub const DUPLICATES: &str = "Duplicates";
     /// Events accepted but superseded by newer or terminal facts.
     pub const STALE_EVENTS: &str = "StaleEvents";
-    /// Requests answered 503.
+    /// Requests answered 503: storage and the parked queue were both unavailable.
     pub const STORAGE_ERRORS: &str = "StorageErrors";
+    /// Requests parked (202): storage could not take the event, the redrive will.
+    pub const PARKED: &str = "Parked";
     /// Handling time in milliseconds.
     pub const LATENCY: &str = "Latency";
     /// Events by `Family`, `Event` and `Outcome`.
     pub const EVENTS: &str = "Events";
+
+    /// Consumers (dimension `Function`): purge steps run.
+    pub const PURGE_STEPS: &str = "PurgeSteps";
+    /// Records deleted by purges.
+    pub const PURGE_DELETED: &str = "PurgeDeleted";
+    /// Purges completed.
+    pub const PURGES_COMPLETED: &str = "PurgesCompleted";
+    /// Purge steps that failed (retried by the event source mapping).
+    pub const PURGE_FAILURES: &str = "PurgeFailures";
+
+    /// Parked events applied by the redrive (dimension `Function=redrive`).
+    pub const REDRIVEN: &str = "Redriven";
+    /// Of those, duplicates: they had committed at the webhook after all.
+    pub const REDRIVE_DUPLICATES: &str = "RedriveDuplicates";
+    /// Parked events dropped for good (unknown portal, revoked token, unverifiable, malformed).
+    pub const PARKED_DROPPED: &str = "ParkedDropped";
+    /// Parked events left on the queue for a later attempt (storage still unavailable).
+    pub const REDRIVE_RETRIES: &str = "RedriveRetries";
+
+    /// Every metric a consumer function emits, with dimension `Function`.
+    pub const CONSUMER_METRICS: &[&str] = &[
+        PURGE_STEPS,
+        PURGE_DELETED,
+        PURGES_COMPLETED,
+        PURGE_FAILURES,
+        REDRIVEN,
+        REDRIVE_DUPLICATES,
+        PARKED_DROPPED,
+        REDRIVE_RETRIES,
+    ];
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 /// Where EMF lines go: stdout in Lambda, a buffer in tests.
@@ -97,6 +136,7 @@ impl Metrics {
                             {"Name": names::DUPLICATES, "Unit": "Count"},
                             {"Name": names::STALE_EVENTS, "Unit": "Count"},
                             {"Name": names::STORAGE_ERRORS, "Unit": "Count"},
+                            {"Name": names::PARKED, "Unit": "Count"},
                             {"Name": names::LATENCY, "Unit": "Milliseconds"}
                         ]
                     },
@@ -117,22 +157,46 @@ impl Metrics {
             names::DUPLICATES: flag(f.duplicate),
             names::STALE_EVENTS: flag(f.stale),
             names::STORAGE_ERRORS: flag(f.storage_error),
+            names::PARKED: flag(f.parked),
             names::LATENCY: m.latency_ms,
             names::EVENTS: 1,
         })
     }
 
-    /// Writes the record of one request as one line. A failing sink never fails the request.
-    pub fn emit(&self, m: &RequestMetrics) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        let line = self.record(m, now).to_string();
+    /// Writes one EMF record of counters for a consumer function (dimension `Function`).
+    pub fn emit_counts(&self, function: &str, counts: &[(&str, f64)]) {
+        let directives: Vec<Value> = counts
+            .iter()
+            .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
+            .collect();
+        let mut record = json!({
+            "_aws": {
+                "Timestamp": now_ms() as u64,
+                "CloudWatchMetrics": [{
+                    "Namespace": self.namespace,
+                    "Dimensions": [["Function"]],
+                    "Metrics": directives
+                }]
+            },
+            "Function": function,
+        });
+        for (name, value) in counts {
+            record[*name] = json!(value);
+        }
+        self.write_line(&record.to_string());
+    }
+
+    fn write_line(&self, line: &str) {
         if let Ok(mut w) = self.sink.lock() {
             let _ = writeln!(w, "{line}");
             let _ = w.flush();
         }
+    }
+
+    /// Writes the record of one request as one line. A failing sink never fails the request.
+    pub fn emit(&self, m: &RequestMetrics) {
+        let line = self.record(m, now_ms()).to_string();
+        self.write_line(&line);
     }
 }
 

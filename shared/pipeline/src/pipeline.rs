@@ -5,26 +5,39 @@ use crate::answer::{Answer, AuthFailure, Rejection};
 use crate::auth::{authenticate, AuthResult};
 use crate::config::Config;
 use crate::metrics::{Metrics, RequestMetrics};
+use crate::park::{NoParking, ParkedEvent, Parker};
 use crate::request::{RequestError, WebhookRequest};
 use crate::verifier::{InstallVerifier, RefuseTokenChanges};
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use b24_events::{Event, Family, Limits};
-use b24_state::{Applied, Context, MemberId, PortalRegistry, Store, StoreError};
+use b24_state::{
+    Applied, Authorization, Context, MemberId, PortalRegistry, Store, StoreError, TokenHash,
+};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long authenticating and applying one event may take before the event is parked. The
+/// SDK calls have their own, shorter timeouts (`b24_state::Timeouts::WEBHOOK`); this bounds
+/// everything together (conflict retries included), so an answer comes back in about 3 s at
+/// worst even while DynamoDB hangs.
+pub const STORAGE_BUDGET: Duration = Duration::from_millis(1500);
 
 /// The shared request pipeline of one function (one family). `V` verifies installs that
-/// change or restore a portal's token; only the app function needs a real one.
-pub struct Pipeline<S: Store, V: InstallVerifier = RefuseTokenChanges> {
+/// change or restore a portal's token (only the app function needs a real one); `P` parks
+/// events storage cannot take.
+pub struct Pipeline<S: Store, V: InstallVerifier = RefuseTokenChanges, P: Parker = NoParking> {
     family: Family,
     limits: Limits,
     event_ttl_days: i64,
+    storage_budget: Duration,
+    verifier_timeout: Duration,
     registry: PortalRegistry<S>,
     verifier: V,
+    parker: P,
     metrics: Metrics,
 }
 
-impl<S: Store, V: InstallVerifier> std::fmt::Debug for Pipeline<S, V> {
+impl<S: Store, V: InstallVerifier, P: Parker> std::fmt::Debug for Pipeline<S, V, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
             .field("family", &self.family)
@@ -50,10 +63,23 @@ pub(crate) fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-impl<S: Store, V: InstallVerifier> Pipeline<S, V> {
-    /// A pipeline for `config.family` over `store`, verifying installs with `verifier`;
-    /// metrics go to `metrics`.
+impl<S: Store, V: InstallVerifier> Pipeline<S, V, NoParking> {
+    /// A pipeline for `config.family` over `store`, verifying installs with `verifier`, that
+    /// cannot park (a storage failure is a 503); metrics go to `metrics`.
     pub fn new(config: &Config, store: Arc<S>, verifier: V, metrics: Metrics) -> Self {
+        Pipeline::with_parker(config, store, verifier, NoParking, metrics)
+    }
+}
+
+impl<S: Store, V: InstallVerifier, P: Parker> Pipeline<S, V, P> {
+    /// A pipeline that parks what storage cannot take with `parker`.
+    pub fn with_parker(
+        config: &Config,
+        store: Arc<S>,
+        verifier: V,
+        parker: P,
+        metrics: Metrics,
+    ) -> Self {
         let limits = Limits {
             max_body_bytes: config.max_body_bytes,
             ..Limits::default()
@@ -62,14 +88,23 @@ impl<S: Store, V: InstallVerifier> Pipeline<S, V> {
             family: config.family,
             limits,
             event_ttl_days: config.event_ttl_days,
+            storage_budget: STORAGE_BUDGET,
+            verifier_timeout: config.verifier.timeout,
             registry: PortalRegistry::new(
                 store,
                 config.portal_cache_ttl,
                 config.portal_cache_entries,
             ),
             verifier,
+            parker,
             metrics,
         }
+    }
+
+    /// Changes the storage budget (tests).
+    pub fn with_storage_budget(mut self, budget: Duration) -> Self {
+        self.storage_budget = budget;
+        self
     }
 
     /// The family this pipeline serves.
@@ -163,11 +198,63 @@ impl<S: Store, V: InstallVerifier> Pipeline<S, V> {
             Ok(m) => m,
             Err(e) => return Answer::Rejected(Rejection::Undecodable(e.to_string())),
         };
-        match self.authenticate_and_apply(&event, &member, facts).await {
-            Ok(answer) => answer,
-            Err(e) => {
+        let Some(token_hash) = TokenHash::of(event.auth.application_token.as_ref()) else {
+            facts.reason = Some(AuthFailure::MissingToken.as_str().to_string());
+            return Answer::Rejected(Rejection::Unauthorized(AuthFailure::MissingToken));
+        };
+        let received_at = unix_now();
+        // The authorization the transaction runs under, once known: parked with the event so
+        // the redrive produces the very same transaction.
+        let mut decided: Option<(Authorization, Option<String>)> = None;
+        let work = self.authenticate_and_apply(&event, &member, received_at, facts, &mut decided);
+        // An install may call app.info first: its own timeout is not storage time.
+        let budget = if event.kind().is_install() {
+            self.storage_budget + self.verifier_timeout
+        } else {
+            self.storage_budget
+        };
+        let failure = match tokio::time::timeout(budget, work).await {
+            Ok(Ok(answer)) => return answer,
+            Ok(Err(e)) if e.is_invalid_input() => {
                 facts.reason = Some(e.to_string());
-                Answer::Rejected(storage_rejection(&e))
+                return Answer::Rejected(storage_rejection(&e));
+            }
+            Ok(Err(e)) => e.to_string(),
+            // The write may have committed after all: the redrive then finds a duplicate.
+            Err(_) => format!("storage budget of {budget:?} exceeded"),
+        };
+        let (authorization, verified_client_endpoint) = decided.unzip();
+        let parked = ParkedEvent::new(
+            &event,
+            token_hash,
+            received_at,
+            failure.clone(),
+            authorization,
+            verified_client_endpoint.flatten(),
+        );
+        match self.parker.park(&parked).await {
+            Ok(()) => {
+                tracing::warn!(
+                    event = event.kind().code(),
+                    member_id = %event.auth.member_id,
+                    reason = %failure,
+                    "storage unavailable: event parked for the redrive"
+                );
+                facts.reason = Some(failure);
+                Answer::Parked
+            }
+            Err(e) => {
+                tracing::error!(
+                    event = event.kind().code(),
+                    member_id = %event.auth.member_id,
+                    handler_id = event.handler_id,
+                    ts = event.ts,
+                    storage = %failure,
+                    parking = %e,
+                    "storage and the parked queue unavailable: event not stored"
+                );
+                facts.reason = Some(format!("{failure}; parking failed: {e}"));
+                Answer::Rejected(Rejection::StorageUnavailable)
             }
         }
     }
@@ -176,9 +263,10 @@ impl<S: Store, V: InstallVerifier> Pipeline<S, V> {
         &self,
         event: &Event,
         member: &MemberId,
+        received_at: i64,
         facts: &mut Facts,
+        decided: &mut Option<(Authorization, Option<String>)>,
     ) -> Result<Answer, StoreError> {
-        let received_at = unix_now();
         // At most two rounds: a portal record that changed between authentication and the
         // write (the transaction's check failed) is read again and the event re-authenticated
         // once, so a rotated token behind a stale cache still lands.
@@ -194,6 +282,7 @@ impl<S: Store, V: InstallVerifier> Pipeline<S, V> {
                         verified_client_endpoint,
                     } => (authorization, verified_client_endpoint),
                 };
+            *decided = Some((authorization.clone(), verified_client_endpoint.clone()));
             let ctx = Context {
                 member: member.clone(),
                 authorization,
@@ -226,7 +315,8 @@ fn request_rejection(e: &RequestError) -> Rejection {
 }
 
 /// A store error as an answer: DynamoDB refusing the event's own writes as invalid is about
-/// this input (422); anything else (unreachable, throttled, misconfigured, contended) is 503.
+/// this input (422); anything else (unreachable, throttled, misconfigured, contended) is parked,
+/// and only when that fails too, a 503.
 fn storage_rejection(e: &StoreError) -> Rejection {
     match e {
         StoreError::Invalid { cause, .. } => Rejection::Unstorable(cause.clone()),

@@ -6,6 +6,7 @@
 
 use b24_events::{EventKind, Family};
 use b24_fixtures::Fixture;
+use b24_pipeline::park::{ParkError, ParkedEvent, Parker};
 use b24_pipeline::{AppInfoVerifier, Config, InstallVerifier, Metrics, Pipeline};
 use b24_state::{MemberId, MemoryStore, Store};
 use base64::Engine;
@@ -192,17 +193,45 @@ pub fn member_id(m: &str) -> MemberId {
     MemberId::new(m).expect("valid member id")
 }
 
-/// Everything a handler test needs: a store and a configuration for its pipelines.
+/// A parked queue in memory; can be told to fail like an unreachable SQS.
+#[derive(Clone, Default)]
+pub struct MemoryParker {
+    pub parked: Arc<Mutex<Vec<ParkedEvent>>>,
+    pub fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl MemoryParker {
+    pub fn taken(&self) -> Vec<ParkedEvent> {
+        self.parked.lock().unwrap().clone()
+    }
+    pub fn set_failing(&self, fail: bool) {
+        self.fail.store(fail, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Parker for MemoryParker {
+    async fn park(&self, event: &ParkedEvent) -> Result<(), ParkError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ParkError::Send("connection failed".into()));
+        }
+        self.parked.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+/// Everything a handler test needs: a store, a parked queue and a configuration for its
+/// pipelines.
 pub struct Harness<S: Store> {
     pub store: Arc<S>,
     pub metrics: Capture,
     pub config: Config,
+    pub parker: MemoryParker,
 }
 
 impl<S: Store> Harness<S> {
     /// A pipeline of `family` with the app.info verifier of the configuration. Each call is a
     /// new function instance (its own portal cache).
-    pub fn pipeline(&self, family: Family) -> Pipeline<S, AppInfoVerifier> {
+    pub fn pipeline(&self, family: Family) -> Pipeline<S, AppInfoVerifier, MemoryParker> {
         let mut config = self.config.clone();
         config.family = family;
         let verifier = AppInfoVerifier::new(config.verifier.clone());
@@ -210,11 +239,21 @@ impl<S: Store> Harness<S> {
     }
 
     /// A pipeline of `family` with another verifier.
-    pub fn pipeline_with<V: InstallVerifier>(&self, family: Family, verifier: V) -> Pipeline<S, V> {
+    pub fn pipeline_with<V: InstallVerifier>(
+        &self,
+        family: Family,
+        verifier: V,
+    ) -> Pipeline<S, V, MemoryParker> {
         let mut config = self.config.clone();
         config.family = family;
         let metrics = Metrics::with_sink("Test", Arc::new(Mutex::new(self.metrics.clone())));
-        Pipeline::new(&config, self.store.clone(), verifier, metrics)
+        Pipeline::with_parker(
+            &config,
+            self.store.clone(),
+            verifier,
+            self.parker.clone(),
+            metrics,
+        )
     }
 }
 
@@ -225,6 +264,7 @@ impl Harness<MemoryStore> {
             store: Arc::new(MemoryStore::new()),
             metrics: Capture::default(),
             config: test_config("memory", max_body_bytes, client_id),
+            parker: MemoryParker::default(),
         }
     }
 
@@ -245,6 +285,7 @@ pub fn test_config(table: &str, max_body_bytes: Option<usize>, client_id: Option
         "VERIFIER_TIMEOUT_MS" => Some("1000".into()),
         "MAX_BODY_BYTES" => max.clone(),
         "BITRIX24_CLIENT_ID" => client_id.clone(),
+        "PARKED_QUEUE_URL" => Some("memory://parked".into()),
         _ => None,
     })
     .expect("test configuration is valid")
@@ -323,8 +364,8 @@ pub async fn fake_app_info(
 }
 
 /// POSTs a form body to `pipeline`'s own route and reads the answer.
-pub async fn post<S: Store, V: InstallVerifier>(
-    pipeline: &Pipeline<S, V>,
+pub async fn post<S: Store, V: InstallVerifier, P: Parker>(
+    pipeline: &Pipeline<S, V, P>,
     body: &str,
 ) -> (u16, Value) {
     read(pipeline.handle(form_post(pipeline.family(), body)).await)

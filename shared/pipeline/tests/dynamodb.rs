@@ -16,6 +16,7 @@ async fn harness() -> Harness<DynamoStore> {
         store: Arc::new(store),
         metrics: Capture::default(),
         config,
+        parker: MemoryParker::default(),
     }
 }
 
@@ -88,14 +89,32 @@ async fn unreachable_dynamodb_answers_503_without_secrets() {
         store: Arc::new(store),
         metrics: Capture::default(),
         config: test_config("nowhere", None, None),
+        parker: MemoryParker::default(),
     };
     let messages = h.pipeline(Family::Messages);
     let body = form(&message_add(&member("down"), &app_token(1), 1));
+    // Parked, unauthenticated (the portal could not be read), answered fast.
+    let started = std::time::Instant::now();
+    let (status, answer) = post(&messages, &body).await;
+    assert_eq!((status, answer), (202, json!({"outcome": "parked"})));
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    let parked = h.parker.taken();
+    assert_eq!(parked.len(), 1);
+    assert!(parked[0].authorization.is_none());
+    assert!(h.metrics.text().contains("\"Parked\":1"));
+    // And when the parked queue is down too: 503, logged with the event's identity.
+    h.parker.set_failing(true);
     let (status, answer) = post(&messages, &body).await;
     assert_eq!(
         (status, answer["error"].as_str()),
         (503, Some("storage_unavailable"))
     );
     assert!(h.metrics.text().contains("\"StorageErrors\":1"));
-    assert_no_secrets(&logs, &h.metrics, &[]);
+    assert!(logs.text().contains("event not stored"));
+    let bodies: Vec<String> = parked.iter().map(|p| p.to_body()).collect();
+    let as_values: Vec<serde_json::Value> = bodies
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    assert_no_secrets(&logs, &h.metrics, &as_values);
 }

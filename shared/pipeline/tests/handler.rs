@@ -587,24 +587,104 @@ async fn unreachable_verifier_refuses_the_token_change() {
     c.assert_no_secrets();
 }
 
+/// Storage down: the event is parked (202) with everything the redrive needs and no secret;
+/// only when the parked queue is down too is the answer 503 (logged with the event's identity).
 #[tokio::test]
-async fn storage_down_answers_503_without_secrets() {
+async fn storage_down_parks_the_event_and_answers_202() {
     let c = case("down", None).await;
     let messages = c.h.pipeline(Family::Messages);
+    // Warm the cache, so the portal check's authorization is known before storage fails.
+    assert_eq!(
+        post(&messages, &form(&message_add(&c.m, &app_token(1), 1)))
+            .await
+            .0,
+        200
+    );
     c.h.store
         .set_failure(Some(b24_state::StoreError::Unavailable {
             operation: "TransactWriteItems",
             cause: "connection failed".into(),
         }));
-    let body = form(&message_add(&c.m, &app_token(1), 1));
+    let body = form(&message_add(&c.m, &app_token(1), 2));
+    let (status, answer) = post(&messages, &body).await;
+    assert_eq!((status, answer), (202, json!({"outcome": "parked"})));
+    let parked = c.h.parker.taken();
+    assert_eq!(parked.len(), 1);
+    let p = &parked[0];
+    assert_eq!(p.event_code, "ONIMCONNECTORMESSAGEADD");
+    assert_eq!(p.member_id, c.m);
+    assert_eq!(
+        p.token_hash,
+        b24_state::TokenHash::of(Some(&b24_events::Secret::new(app_token(1)))).unwrap()
+    );
+    assert!(p.reason.contains("connection failed"), "{}", p.reason);
+    assert!(matches!(
+        p.authorization,
+        Some(b24_state::Authorization::Installed { epoch: 1, .. })
+    ));
+    let event = p.event().unwrap();
+    assert_eq!(event.kind(), EventKind::MessageAdd);
+    assert!(c.h.metrics.text().contains("\"Parked\":1"));
+    let line = request_lines(&c.logs).last().unwrap().clone();
+    assert_eq!(line["fields"]["outcome"], "parked");
+    assert_eq!(line["fields"]["status"], 202);
+
+    // An unknown portal while storage is down: parked unauthenticated.
+    let other = form(&message_add(&member("unread"), &app_token(7), 3));
+    assert_eq!(post(&messages, &other).await.0, 202);
+    assert!(c.h.parker.taken()[1].authorization.is_none());
+
+    // The parked queue down too: 503, and the error log names the event (never a token).
+    c.h.parker.set_failing(true);
     let (status, answer) = post(&messages, &body).await;
     assert_eq!(
         (status, answer["error"].as_str()),
         (503, Some("storage_unavailable"))
     );
     assert!(c.h.metrics.text().contains("\"StorageErrors\":1"));
+    let errors: Vec<serde_json::Value> = c
+        .logs
+        .text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["level"] == "ERROR")
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["fields"]["event"], "ONIMCONNECTORMESSAGEADD");
+    assert_eq!(errors[0]["fields"]["member_id"], c.m.as_str());
+
+    // Storage back: the same event applies (the redrive would apply the parked copy).
     c.h.store.set_failure(None);
+    c.h.parker.set_failing(false);
     assert_eq!(post(&messages, &body).await.0, 200);
+    let parked_bodies: Vec<serde_json::Value> =
+        c.h.parker
+            .taken()
+            .iter()
+            .map(|p| serde_json::from_str(&p.to_body()).unwrap())
+            .collect();
+    assert_no_secrets(&c.logs, &c.h.metrics, &parked_bodies);
+    c.assert_no_secrets();
+}
+
+/// A DynamoDB that hangs: the answer comes back within the storage budget, parked, instead of
+/// waiting for the SDK's timeouts (Bitrix24 slows down a handler that answers slowly).
+#[tokio::test]
+async fn hanging_storage_is_parked_within_the_budget() {
+    let c = case("hang", None).await;
+    let messages = c.h.pipeline(Family::Messages);
+    c.h.store
+        .set_delay(Some(std::time::Duration::from_secs(30)));
+    let started = std::time::Instant::now();
+    let (status, answer) = post(&messages, &form(&message_add(&c.m, &app_token(1), 9))).await;
+    let took = started.elapsed();
+    assert_eq!((status, answer), (202, json!({"outcome": "parked"})));
+    assert!(
+        took < b24_pipeline::STORAGE_BUDGET + std::time::Duration::from_millis(500),
+        "{took:?}"
+    );
+    assert!(c.h.parker.taken()[0].reason.contains("budget"));
+    c.h.store.set_delay(None);
     c.assert_no_secrets();
 }
 

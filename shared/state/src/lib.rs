@@ -15,11 +15,14 @@ mod portal;
 pub mod purge;
 mod registry;
 pub mod schema;
+pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod transition;
 
-pub use client::{client_from_env_vars, client_from_lookup, timeouts};
+pub use client::{
+    client_from_env_vars, client_from_lookup, dynamodb_client, timeouts, AwsEnv, Timeouts,
+};
 pub use dynamo::{from_av, item_from_av, to_av, DynamoStore};
 pub use error::StoreError;
 pub use memory::MemoryStore;

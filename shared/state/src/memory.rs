@@ -20,6 +20,7 @@ pub struct MemoryStore {
     items: Mutex<BTreeMap<Key, Item>>,
     transactions: AtomicU64,
     failure: Mutex<Option<StoreError>>,
+    delay: Mutex<Option<std::time::Duration>>,
 }
 
 impl MemoryStore {
@@ -36,6 +37,19 @@ impl MemoryStore {
     /// unreachable, throttling or misconfigured DynamoDB.
     pub fn set_failure(&self, error: Option<StoreError>) {
         *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    /// From now on every operation first waits `delay` (`None`: no delay). Simulates a
+    /// DynamoDB that hangs.
+    pub fn set_delay(&self, delay: Option<std::time::Duration>) {
+        *self.delay.lock().unwrap_or_else(|e| e.into_inner()) = delay;
+    }
+
+    async fn stall(&self) {
+        let delay = *self.delay.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
     }
 
     fn fail(&self) -> Result<(), StoreError> {
@@ -83,6 +97,7 @@ impl MemoryStore {
 
 impl Backend for MemoryStore {
     async fn transact(&self, writes: Vec<Write>) -> Result<TxResult, StoreError> {
+        self.stall().await;
         self.fail()?;
         self.transactions.fetch_add(1, Ordering::Relaxed);
         if writes.len() > 100 {
@@ -168,6 +183,7 @@ impl PagedQuery for MemoryStore {
 
 impl Store for MemoryStore {
     async fn get_portal(&self, member: &MemberId) -> Result<Option<Portal>, StoreError> {
+        self.stall().await;
         self.fail()?;
         let items = self.items();
         Ok(items

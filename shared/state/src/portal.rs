@@ -38,6 +38,20 @@ impl TokenHash {
     }
 }
 
+impl serde::Serialize for TokenHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TokenHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let hex = String::deserialize(d)?;
+        TokenHash::from_hex(&hex)
+            .ok_or_else(|| serde::de::Error::custom("not a SHA-256 hex token hash"))
+    }
+}
+
 impl std::fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // A hash is not the token, but it is kept out of logs anyway.

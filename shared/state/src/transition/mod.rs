@@ -53,8 +53,10 @@ pub const MAX_CONFLICT_RETRIES: u32 = 8;
 
 /// What the portal record must look like for an event to land: checked inside the transaction
 /// that applies the event, so neither a warm cache in another function instance nor a race
-/// with an uninstall or a token change can let it through.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// with an uninstall or a token change can let it through. Serializes (token hash and epoch
+/// only, no secret) so a parked event can be redriven under the same authorization.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Authorization {
     /// The portal is installed with this token under this epoch. Every event of an installed
     /// portal (and an install/update that keeps the token) is applied under this.
@@ -81,7 +83,7 @@ pub enum Authorization {
 }
 
 /// The authorization-relevant part of a portal record as it was read.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortalState {
     /// Stored token hash (empty when none).
     pub token_hash: String,

@@ -1,0 +1,24 @@
+//! # b24-consumers
+//!
+//! The handlers of the functions that consume the table's stream and the product's queues.
+//! Each takes the Lambda event type AWS sends (`aws_lambda_events`), does its work through the
+//! state crate, and reports failures per record (`batchItemFailures`), so only what failed is
+//! retried. The functions' `main.rs` only build clients and hand them to these.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod purge;
+pub mod redrive;
+
+use std::time::{Duration, Instant};
+
+/// How long an invocation may still work: until `deadline_ms` (the Lambda deadline, Unix
+/// milliseconds) minus `reserve`, at least `floor`.
+pub fn budget_until(deadline_ms: u64, reserve: Duration, floor: Duration) -> Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    Instant::now() + left.saturating_sub(reserve).max(floor)
+}
