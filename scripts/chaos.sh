@@ -9,7 +9,18 @@ scale="${CHAOS_SCALE:-short}"
 limit=600
 [[ "$scale" == full ]] && limit=1800
 echo "== chaos ($scale)"
+mkdir -p .dev/chaos
+log=".dev/chaos/chaos-$scale.log"
+# The functions' WARN/ERROR lines (parked, lost, redrive retries), for reading a failed run.
+export CHAOS_FUNCTION_LOG="$PWD/.dev/chaos/functions-$scale.log"
+rm -f "$CHAOS_FUNCTION_LOG"
+cargo test -p b24-tests --test chaos --locked --no-run
+rc=0
 CHAOS_SCALE="$scale" RUST_BACKTRACE=0 timeout "$limit" \
-  cargo test -p b24-tests --test chaos --locked -- --ignored --test-threads 1 --nocapture 2>&1 \
-  | tee "${CHAOS_LOG:-/dev/null}" | grep -E '^(CHAOS|test |failures|---- |thread |  left|  right|error)|panicked|test result' || true
-exit "${PIPESTATUS[0]}"
+  cargo test -p b24-tests --test chaos --locked -- --ignored --test-threads 1 --nocapture >"$log" 2>&1 || rc=$?
+grep -E 'CHAOS|^failures:|^---- |panicked|^test result' "$log" || true
+if ((rc != 0)); then
+  echo "chaos ($scale) failed (exit $rc); full output: $log, function log: $CHAOS_FUNCTION_LOG" >&2
+  tail -n 40 "$log" >&2
+fi
+exit "$rc"

@@ -54,7 +54,27 @@ fn aws_env(ddb: &str, sqs: &str) -> AwsEnv {
     .unwrap()
 }
 
+/// The functions' WARN and ERROR lines (parked, lost, redrive retries) go to
+/// `CHAOS_FUNCTION_LOG` when set, so a failed run can be read afterwards.
+fn log_to_file() {
+    use tracing_subscriber::prelude::*;
+    let Some(path) = std::env::var_os("CHAOS_FUNCTION_LOG") else {
+        return;
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("CHAOS_FUNCTION_LOG");
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
 async fn stack(tag: &str, persistent: bool) -> Stack {
+    log_to_file();
     let data = std::env::temp_dir().join(format!("b24-chaos-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let ddb = DynamoDbLocal::start(DdbOptions {

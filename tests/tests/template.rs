@@ -962,6 +962,17 @@ fn the_parked_queue_is_durable_encrypted_and_drained_by_the_redrive() {
         .expect("a runner source for b24-fn-redrive");
     assert_eq!(local["kind"], "sqs");
     assert_eq!(local["report_batch_item_failures"], true);
+    assert_eq!(
+        local["batch_size"].as_i64(),
+        Some(number(at(ep, &["BatchSize"]))),
+        "the local runner's batch size is the template's"
+    );
+    // A table that just came back is not flooded with the whole backlog at once.
+    let concurrency = number(at(ep, &["ScalingConfig", "MaximumConcurrency"]));
+    assert!(
+        (2..=20).contains(&concurrency),
+        "{id}: MaximumConcurrency {concurrency}"
+    );
 }
 
 // ------------------------------------------------------------------------------------------

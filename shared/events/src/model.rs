@@ -58,6 +58,25 @@ impl Event {
         }
     }
 
+    /// The Bitrix24 IDs of what the event's items concern, in wire order: message IDs
+    /// (`im.message_id`) for Message*, session IDs for Dialog*, none otherwise. For log lines
+    /// that must name an event without its content.
+    pub fn item_ids(&self) -> Vec<i64> {
+        match &self.data {
+            EventData::MessageAdd(m)
+            | EventData::MessageUpdate(m)
+            | EventData::MessageDelete(m) => m.messages.iter().map(|i| i.im.message_id).collect(),
+            EventData::DialogStart(d) | EventData::DialogFinish(d) => {
+                d.dialogs.iter().map(|i| i.session.id).collect()
+            }
+            EventData::StatusDelete(_)
+            | EventData::LineDelete(_)
+            | EventData::AppInstall(_)
+            | EventData::AppUpdate(_)
+            | EventData::AppUninstall(_) => Vec::new(),
+        }
+    }
+
     /// The connector the event concerns, when it names one (lower-cased, as used in keys).
     pub fn connector(&self) -> Option<&str> {
         match &self.data {

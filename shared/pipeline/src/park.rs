@@ -214,10 +214,12 @@ impl Parker for SqsParker {
 }
 
 /// Timeouts of `SendMessage` on the webhook path: parking must answer fast too (connect
-/// 0.5 s, attempt 0.6 s, total 1.2 s), so the worst answer during an outage stays near 3 s.
+/// 0.5 s, 1.2 s per attempt and in total), so the worst answer stays under 3 s. As for
+/// storage ([`b24_state::Timeouts::WEBHOOK`]), a timed-out attempt is not sent again: it
+/// would double the load of a slow queue (and most likely park the event twice).
 pub const PARKING_TIMEOUTS: b24_state::Timeouts = b24_state::Timeouts {
     connect: std::time::Duration::from_millis(500),
-    attempt: std::time::Duration::from_millis(600),
+    attempt: std::time::Duration::from_millis(1200),
     total: std::time::Duration::from_millis(1200),
 };
 

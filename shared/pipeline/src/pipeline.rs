@@ -247,11 +247,14 @@ impl<S: Store, V: InstallVerifier, P: Parker> Pipeline<S, V, P> {
                 tracing::error!(
                     event = event.kind().code(),
                     member_id = %event.auth.member_id,
+                    line = event.line(),
+                    connector = event.connector(),
+                    item_ids = ?event.item_ids(),
                     handler_id = event.handler_id,
                     ts = event.ts,
                     storage = %failure,
                     parking = %e,
-                    "storage and the parked queue unavailable: event not stored"
+                    "event could not be stored or parked: lost"
                 );
                 facts.reason = Some(format!("{failure}; parking failed: {e}"));
                 Answer::Rejected(Rejection::StorageUnavailable)

@@ -110,7 +110,9 @@ async fn unreachable_dynamodb_answers_503_without_secrets() {
         (503, Some("storage_unavailable"))
     );
     assert!(h.metrics.text().contains("\"StorageErrors\":1"));
-    assert!(logs.text().contains("event not stored"));
+    assert!(logs
+        .text()
+        .contains("event could not be stored or parked: lost"));
     let bodies: Vec<String> = parked.iter().map(|p| p.to_body()).collect();
     let as_values: Vec<serde_json::Value> = bodies
         .iter()

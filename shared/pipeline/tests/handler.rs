@@ -652,6 +652,11 @@ async fn storage_down_parks_the_event_and_answers_202() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0]["fields"]["event"], "ONIMCONNECTORMESSAGEADD");
     assert_eq!(errors[0]["fields"]["member_id"], c.m.as_str());
+    // Enough to tell the portal's operators which message was lost.
+    assert_eq!(errors[0]["fields"]["line"], 107);
+    assert_eq!(errors[0]["fields"]["connector"], "myconnector");
+    assert_eq!(errors[0]["fields"]["item_ids"], "[2]");
+    assert_eq!(errors[0]["fields"]["handler_id"], 555);
 
     // Storage back: the same event applies (the redrive would apply the parked copy).
     c.h.store.set_failure(None);

@@ -32,11 +32,14 @@ pub struct Timeouts {
 
 impl Timeouts {
     /// The webhook path: Bitrix24 calls slow handlers less often, with growing pauses, so a
-    /// storage call gives up quickly (the event is then parked): connect 0.5 s, attempt 0.7 s,
-    /// total 1.5 s.
+    /// storage call gives up quickly (the event is then parked): connect 0.5 s, 1.5 s per
+    /// attempt and in total. An attempt that timed out is never sent again: the server is
+    /// most likely still working on it, and under overload a second copy of every slow
+    /// request only doubles the load until nothing completes (the parked event is applied
+    /// later instead). Fast failures (throttling, a refused connection) are still retried.
     pub const WEBHOOK: Timeouts = Timeouts {
         connect: Duration::from_millis(500),
-        attempt: Duration::from_millis(700),
+        attempt: Duration::from_millis(1500),
         total: Duration::from_millis(1500),
     };
     /// Background consumers (redrive, purge, ...): connect 2 s, attempt 5 s, total 20 s.
