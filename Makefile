@@ -55,8 +55,8 @@ build: ## sam build: the four arm64 Lambda artifacts (offline, cargo-lambda + zi
 fuzz: ## Fuzz the decoder for FUZZ_SECONDS (default 60) with cargo fuzz
 	scripts/fuzz.sh
 
-bench: ## Criterion benchmarks (decode throughput; DynamoDB requests and write units per event)
-	cargo bench -p b24-benches
+bench: ## Every benchmark of BENCHMARKS.md: criterion, DynamoDB costs, CLI vs PHP, cold start (BENCH=cli,... for some)
+	scripts/bench.sh
 
 clean: ## Remove build output and local tool installs
 	cargo clean

@@ -16,7 +16,7 @@ use b24_events::{EventKind, Family};
 use b24_fixtures::Fixture;
 use b24_local::runner::{invoker_fn, InvokeOutcome, Runner, SqsSource};
 use b24_local::{DdbOptions, DynamoDbLocal, Moto};
-use b24_pipeline::park::{sqs_client, SqsParker, PARKING_TIMEOUTS};
+use b24_pipeline::park::{sqs_client, SqsParker};
 use b24_pipeline::{Config, Metrics, Pipeline, RefuseTokenChanges};
 use b24_state::{AwsEnv, DynamoStore, MemberId, Timeouts};
 use serde_json::{json, Value};
@@ -155,7 +155,7 @@ impl Stack {
             b24_state::dynamodb_client(&self.env, Timeouts::WEBHOOK),
             self.table.clone(),
         );
-        let parker = SqsParker::new(sqs_client(&self.env, PARKING_TIMEOUTS), &self.queue);
+        let parker = SqsParker::lazy(self.env.clone(), &self.queue);
         let sink: b24_pipeline::metrics::Sink = Arc::new(Mutex::new(std::io::sink()));
         Pipeline::with_parker(
             &config,

@@ -4,7 +4,7 @@
 use b24_events::Family;
 use b24_pipeline::{AppInfoVerifier, InitError};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), InitError> {
     // Built once per execution environment, borrowed by every invocation. An install that
     // changes or restores a portal's token is verified with Bitrix24's app.info for

@@ -3,7 +3,7 @@
 use b24_events::Family;
 use b24_pipeline::{InitError, RefuseTokenChanges};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), InitError> {
     // Built once per execution environment, borrowed by every invocation. This family has no
     // install/update events, so it never verifies one (no HTTPS client linked).

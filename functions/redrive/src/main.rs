@@ -4,33 +4,27 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use b24_pipeline::metrics::names;
-use b24_pipeline::{InitError, Metrics};
+use b24_pipeline::{ConsumerConfig, InitError, Metrics};
+use b24_state::Timeouts;
 use lambda_runtime::{service_fn, LambdaEvent};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), InitError> {
     // Built once per execution environment, borrowed by every invocation.
     b24_pipeline::logging::init();
     b24_pipeline::logging::abort_on_panic();
-    let var = |k: &'static str| std::env::var(k).map_err(|_| format!("{k} is not set"));
+    let config = ConsumerConfig::from_env(true)?;
     let env = b24_state::AwsEnv::from_env()?;
     let store = b24_state::DynamoStore::new(
-        b24_state::dynamodb_client(&env, b24_state::Timeouts::BACKGROUND),
-        var("TABLE_NAME")?,
+        b24_state::dynamodb_client(&env, Timeouts::BACKGROUND),
+        config.table_name.clone(),
     );
     let visibility = b24_consumers::redrive::SqsVisibility::new(
-        b24_pipeline::park::sqs_client(&env, b24_state::Timeouts::BACKGROUND),
-        var("PARKED_QUEUE_URL")?,
+        b24_pipeline::park::sqs_client(&env, Timeouts::BACKGROUND),
+        config.parked_queue_url.clone().unwrap_or_default(),
     );
-    let ttl_days = match std::env::var("EVENT_TTL_DAYS") {
-        Ok(v) => v
-            .parse::<i64>()
-            .map_err(|_| "EVENT_TTL_DAYS must be a number")?,
-        Err(_) => b24_state::transition::DEFAULT_EVENT_TTL_DAYS,
-    };
-    let metrics = Metrics::stdout(
-        std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "Bitrix24Receiver".into()),
-    );
+    let metrics = Metrics::stdout(config.metrics_namespace.clone());
+    let ttl_days = config.event_ttl_days;
     let (store, visibility, metrics) = (&store, &visibility, &metrics);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let (response, report) =

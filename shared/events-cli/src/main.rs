@@ -10,7 +10,7 @@
 use b24_events::{decode, encode, Event, EventKind};
 use b24_fixtures::Fixture;
 use clap::{Args, Parser, Subcommand};
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -196,28 +196,53 @@ fn run_decode(
     lines: bool,
     file: Option<PathBuf>,
 ) -> Result<ExitCode, String> {
-    let input = read_input(file)?;
     if lines {
-        // Buffered: stdout is line-buffered, one write per body would dominate the run.
-        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-        for line in input.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let json = match decode(line, content_type_for(content_type, line)) {
-                Ok(event) => event.to_json_string(),
-                Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
-            };
-            writeln!(out, "{json}").map_err(io_error)?;
-        }
-        out.flush().map_err(io_error)?;
-        return Ok(ExitCode::SUCCESS);
+        return decode_lines(content_type, file);
     }
+    let input = read_input(file)?;
     let body = trim_newline(&input);
     let event = decode(body, content_type_for(content_type, body)).map_err(|e| e.to_string())?;
     let pretty = serde_json::to_string_pretty(&event).map_err(|e| e.to_string())?;
     out_line(&pretty)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `decode --lines`: streams the input (one body in memory at a time, lines found with
+/// `memchr` by `read_until`) and serializes each event straight into the buffered stdout.
+fn decode_lines(content_type: Option<&str>, file: Option<PathBuf>) -> Result<ExitCode, String> {
+    let mut input: Box<dyn BufRead> = match file {
+        Some(p) if p.as_os_str() != "-" => Box::new(std::io::BufReader::with_capacity(
+            64 * 1024,
+            std::fs::File::open(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+        )),
+        _ => Box::new(std::io::stdin().lock()),
+    };
+    // Buffered: stdout is line-buffered, one write per body would dominate the run.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = input
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| format!("cannot read input: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match decode(line, content_type_for(content_type, line)) {
+            Ok(event) => serde_json::to_writer(&mut out, &event),
+            Err(e) => {
+                serde_json::to_writer(&mut out, &serde_json::json!({ "error": e.to_string() }))
+            }
+        }
+        .map_err(|e| io_error(e.into()))?;
+        out.write_all(b"\n").map_err(io_error)?;
+    }
+    out.flush().map_err(io_error)?;
     Ok(ExitCode::SUCCESS)
 }
 

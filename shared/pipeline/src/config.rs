@@ -69,6 +69,69 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// Reads trimmed, non-empty environment values and validates them, naming the variable.
+struct Vars<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    fn get(&self, k: &str) -> Option<String> {
+        (self.0)(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, k: &'static str, why: &str) -> Result<String, ConfigError> {
+        self.get(k).ok_or_else(|| ConfigError {
+            variable: k,
+            reason: format!("is required{why}"),
+        })
+    }
+
+    fn number(
+        &self,
+        k: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        match self.get(k) {
+            None => Ok(default),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(ConfigError {
+                    variable: k,
+                    reason: format!("must be a whole number from {min} to {max}"),
+                }),
+            },
+        }
+    }
+
+    fn flag(&self, k: &'static str) -> Result<bool, ConfigError> {
+        match self.get(k).as_deref() {
+            None => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(false),
+            Some(_) => Err(ConfigError {
+                variable: k,
+                reason: "must be true or false".into(),
+            }),
+        }
+    }
+
+    fn metrics_namespace(&self) -> String {
+        self.get("METRICS_NAMESPACE")
+            .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.into())
+    }
+
+    fn event_ttl_days(&self) -> Result<i64, ConfigError> {
+        Ok(self.number("EVENT_TTL_DAYS", DEFAULT_EVENT_TTL_DAYS as u64, 1, 3650)? as i64)
+    }
+}
+
+/// The CloudWatch namespace of the metrics unless `METRICS_NAMESPACE` says otherwise.
+pub const DEFAULT_METRICS_NAMESPACE: &str = "Bitrix24Receiver";
+
+const PARKED_QUEUE_WHY: &str = " (the SQS queue events are parked on while storage is down)";
+
 impl Config {
     /// Reads the configuration of `family` from the process environment.
     pub fn from_env(family: Family) -> Result<Config, ConfigError> {
@@ -80,74 +143,79 @@ impl Config {
         family: Family,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let get = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let table_name = get("TABLE_NAME").ok_or(ConfigError {
-            variable: "TABLE_NAME",
-            reason: "is required".into(),
-        })?;
-        let parked_queue_url = get("PARKED_QUEUE_URL").ok_or(ConfigError {
-            variable: "PARKED_QUEUE_URL",
-            reason: "is required (the SQS queue events are parked on while storage is down)".into(),
-        })?;
-        let number =
-            |k: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
-                match get(k) {
-                    None => Ok(default),
-                    Some(v) => match v.parse::<u64>() {
-                        Ok(n) if (min..=max).contains(&n) => Ok(n),
-                        _ => Err(ConfigError {
-                            variable: k,
-                            reason: format!("must be a whole number from {min} to {max}"),
-                        }),
-                    },
-                }
-            };
-        let allow_insecure = match get("VERIFIER_ALLOW_INSECURE").as_deref() {
-            None => false,
-            Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
-            Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
-            Some(_) => {
-                return Err(ConfigError {
-                    variable: "VERIFIER_ALLOW_INSECURE",
-                    reason: "must be true or false".into(),
-                })
-            }
-        };
+        let v = Vars(get);
         Ok(Config {
             family,
-            table_name,
-            parked_queue_url,
-            metrics_namespace: get("METRICS_NAMESPACE")
-                .unwrap_or_else(|| "Bitrix24Receiver".into()),
-            max_body_bytes: number(
+            table_name: v.required("TABLE_NAME", "")?,
+            parked_queue_url: v.required("PARKED_QUEUE_URL", PARKED_QUEUE_WHY)?,
+            metrics_namespace: v.metrics_namespace(),
+            max_body_bytes: v.number(
                 "MAX_BODY_BYTES",
                 Limits::DEFAULT_MAX_BODY_BYTES as u64,
                 1024,
                 6 * 1024 * 1024,
             )? as usize,
-            portal_cache_ttl: Duration::from_secs(number("PORTAL_CACHE_TTL_SECONDS", 30, 0, 3600)?),
-            portal_cache_entries: number(
+            portal_cache_ttl: Duration::from_secs(v.number(
+                "PORTAL_CACHE_TTL_SECONDS",
+                30,
+                0,
+                3600,
+            )?),
+            portal_cache_entries: v.number(
                 "PORTAL_CACHE_ENTRIES",
                 DEFAULT_PORTAL_CACHE_ENTRIES as u64,
                 1,
                 1_000_000,
             )? as usize,
-            event_ttl_days: number("EVENT_TTL_DAYS", DEFAULT_EVENT_TTL_DAYS as u64, 1, 3650)?
-                as i64,
+            event_ttl_days: v.event_ttl_days()?,
             verifier: VerifierConfig {
-                client_id: get("BITRIX24_CLIENT_ID"),
-                allow_insecure,
-                timeout: match get("VERIFIER_TIMEOUT_MS") {
+                client_id: v.get("BITRIX24_CLIENT_ID"),
+                allow_insecure: v.flag("VERIFIER_ALLOW_INSECURE")?,
+                timeout: match v.get("VERIFIER_TIMEOUT_MS") {
                     None => VerifierConfig::default().timeout,
                     Some(_) => {
-                        Duration::from_millis(number("VERIFIER_TIMEOUT_MS", 0, 100, 20_000)?)
+                        Duration::from_millis(v.number("VERIFIER_TIMEOUT_MS", 0, 100, 20_000)?)
                     }
                 },
                 ..VerifierConfig::default()
+            },
+        })
+    }
+}
+
+/// The configuration of a queue or stream consumer (redrive, purge, ...), read once at
+/// start-up like the webhooks' [`Config`].
+#[derive(Clone, Debug)]
+pub struct ConsumerConfig {
+    /// The DynamoDB table (`TABLE_NAME`, required).
+    pub table_name: String,
+    /// CloudWatch namespace of the EMF metrics (`METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
+    /// How long event records are kept (`EVENT_TTL_DAYS`, default 30).
+    pub event_ttl_days: i64,
+    /// The parked queue (`PARKED_QUEUE_URL`), when the consumer has one.
+    pub parked_queue_url: Option<String>,
+}
+
+impl ConsumerConfig {
+    /// From the process environment; `needs_parked_queue` makes `PARKED_QUEUE_URL` required.
+    pub fn from_env(needs_parked_queue: bool) -> Result<ConsumerConfig, ConfigError> {
+        ConsumerConfig::from_lookup(needs_parked_queue, |k| std::env::var(k).ok())
+    }
+
+    /// From any key → value lookup (tests pass a map).
+    pub fn from_lookup(
+        needs_parked_queue: bool,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<ConsumerConfig, ConfigError> {
+        let v = Vars(get);
+        Ok(ConsumerConfig {
+            table_name: v.required("TABLE_NAME", "")?,
+            metrics_namespace: v.metrics_namespace(),
+            event_ttl_days: v.event_ttl_days()?,
+            parked_queue_url: match needs_parked_queue {
+                true => Some(v.required("PARKED_QUEUE_URL", PARKED_QUEUE_WHY)?),
+                false => v.get("PARKED_QUEUE_URL"),
             },
         })
     }
@@ -200,5 +268,26 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.variable, "VERIFIER_ALLOW_INSECURE");
+    }
+
+    #[test]
+    fn consumers_share_the_rules() {
+        let c = ConsumerConfig::from_lookup(
+            true,
+            lookup(&[("TABLE_NAME", "t"), ("PARKED_QUEUE_URL", "q")]),
+        )
+        .unwrap();
+        assert_eq!(c.event_ttl_days, DEFAULT_EVENT_TTL_DAYS);
+        assert_eq!(c.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
+        assert_eq!(c.parked_queue_url.as_deref(), Some("q"));
+        let e = ConsumerConfig::from_lookup(true, lookup(&[("TABLE_NAME", "t")])).unwrap_err();
+        assert_eq!(e.variable, "PARKED_QUEUE_URL");
+        assert!(ConsumerConfig::from_lookup(false, lookup(&[("TABLE_NAME", "t")])).is_ok());
+        let e = ConsumerConfig::from_lookup(
+            false,
+            lookup(&[("TABLE_NAME", "t"), ("EVENT_TTL_DAYS", "0")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.variable, "EVENT_TTL_DAYS");
     }
 }

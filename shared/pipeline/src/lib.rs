@@ -29,7 +29,7 @@ pub mod request;
 pub mod verifier;
 
 pub use answer::{Answer, AuthFailure, Rejection};
-pub use config::{Config, ConfigError, VerifierConfig};
+pub use config::{Config, ConfigError, ConsumerConfig, VerifierConfig, DEFAULT_METRICS_NAMESPACE};
 pub use metrics::Metrics;
 pub use park::{NoParking, ParkedEvent, Parker, SqsParker};
 pub use pipeline::{Pipeline, STORAGE_BUDGET};
@@ -44,7 +44,7 @@ use std::sync::Arc;
 pub type InitError = lambda_runtime::Error;
 
 /// Everything a function's `main` builds once at start-up: configuration, logging, the
-/// DynamoDB client (from the environment alone, see `b24_state::client_from_env_vars`), the
+/// DynamoDB and SQS clients (from the environment alone, see `b24_state::AwsEnv`), the
 /// install verifier made by `verifier` and the metrics sink. Nothing here touches the
 /// network; the first DynamoDB connection is made by the first request.
 pub fn pipeline_from_env<V: InstallVerifier>(
@@ -57,10 +57,7 @@ pub fn pipeline_from_env<V: InstallVerifier>(
     let env = b24_state::AwsEnv::from_env()?;
     let client = b24_state::dynamodb_client(&env, b24_state::Timeouts::WEBHOOK);
     let store = DynamoStore::new(client, config.table_name.clone());
-    let parker = SqsParker::new(
-        park::sqs_client(&env, park::PARKING_TIMEOUTS),
-        config.parked_queue_url.clone(),
-    );
+    let parker = SqsParker::lazy(env, config.parked_queue_url.clone());
     let metrics = Metrics::stdout(config.metrics_namespace.clone());
     let verifier = verifier(&config);
     Ok(Pipeline::with_parker(

@@ -173,23 +173,56 @@ impl Parker for NoParking {
 /// The SQS queue `parked`.
 #[derive(Clone, Debug)]
 pub struct SqsParker {
-    client: aws_sdk_sqs::Client,
+    client: ParkingClient,
     queue_url: String,
+}
+
+/// The SQS client, given or built on first use.
+#[derive(Clone, Debug)]
+enum ParkingClient {
+    Ready(aws_sdk_sqs::Client),
+    /// Built at the first parked event: a function that never parks (storage answers) never
+    /// pays the client's set-up in its cold start (about 1.2 M instructions, BENCHMARKS.md).
+    Lazy {
+        env: b24_state::AwsEnv,
+        cell: std::sync::OnceLock<aws_sdk_sqs::Client>,
+    },
 }
 
 impl SqsParker {
     /// Parks on `queue_url` with `client`.
     pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
         SqsParker {
-            client,
+            client: ParkingClient::Ready(client),
             queue_url: queue_url.into(),
+        }
+    }
+
+    /// Parks on `queue_url` with a client from `env` and [`PARKING_TIMEOUTS`], built when the
+    /// first event is parked.
+    pub fn lazy(env: b24_state::AwsEnv, queue_url: impl Into<String>) -> Self {
+        SqsParker {
+            client: ParkingClient::Lazy {
+                env,
+                cell: std::sync::OnceLock::new(),
+            },
+            queue_url: queue_url.into(),
+        }
+    }
+
+    fn client(&self) -> &aws_sdk_sqs::Client {
+        match &self.client {
+            ParkingClient::Ready(c) => c,
+            ParkingClient::Lazy { env, cell } => {
+                cell.get_or_init(|| sqs_client(env, PARKING_TIMEOUTS))
+            }
         }
     }
 }
 
 impl Parker for SqsParker {
     async fn park(&self, event: &ParkedEvent) -> Result<(), ParkError> {
-        self.client
+        self.client()
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(event.to_body())
@@ -231,6 +264,9 @@ pub fn sqs_client(env: &b24_state::AwsEnv, timeouts: b24_state::Timeouts) -> aws
         .region(aws_sdk_sqs::config::Region::new(env.region.clone()))
         .credentials_provider(env.credentials.clone())
         .timeout_config(timeouts.config());
+    if let Some(http) = env.http_client("SQS") {
+        builder = builder.http_client(http);
+    }
     if let Some(url) = env.endpoint("SQS") {
         builder = builder.endpoint_url(url);
     }

@@ -14,9 +14,65 @@
 //! client from the same [`AwsEnv`].
 
 use crate::StoreError;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
 use aws_sdk_dynamodb::Client;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+use aws_smithy_http_client::{Builder as HttpClientBuilder, ConnectorBuilder};
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// The roots AWS service certificates chain to, compiled in: the five Amazon Trust Services
+/// roots (Amazon Root CA 1–4 and Starfield Services Root CA – G2), the set Amazon Trust
+/// Services recommends for custom trust stores (<https://www.amazontrust.com/repository/>).
+///
+/// The SDK's default client loads and parses the whole system trust store instead: on Debian
+/// about 19 M of the 21.7 M instructions a function spent before its first poll (BENCHMARKS.md,
+/// "Cold start"). Five certificates cost about 0.3 M.
+const AMAZON_TRUST_SERVICES_ROOTS: &str = include_str!("amazon-trust-services-roots.pem");
+
+/// The SDK's default HTTPS client (hyper 1, rustls with aws-lc, the SDK's cipher suites,
+/// connector settings and proxy variables), trusting only [`AMAZON_TRUST_SERVICES_ROOTS`].
+/// Built once per process and shared by every AWS client of it (DynamoDB, SQS, ...).
+pub fn aws_http_client() -> SharedHttpClient {
+    static CLIENT: OnceLock<SharedHttpClient> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            let trust = TrustStore::empty()
+                .with_native_roots(false)
+                .with_pem_certificate(AMAZON_TRUST_SERVICES_ROOTS.as_bytes());
+            let tls_context = TlsContext::builder()
+                .with_trust_store(trust)
+                .build()
+                .expect("the compiled-in roots are valid PEM");
+            HttpClientBuilder::new().build_with_connector_fn(move |settings, components| {
+                let mut conn = ConnectorBuilder::default()
+                    .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+                    .tls_context(tls_context.clone());
+                conn.set_connector_settings(settings.cloned());
+                if let Some(components) = components {
+                    conn.set_sleep_impl(components.sleep_impl());
+                }
+                conn.set_proxy_config(Some(ProxyConfig::from_env()));
+                conn.build()
+            })
+        })
+        .clone()
+}
+
+/// An HTTPS endpoint override outside AWS (a proxy, an emulator with its own certificate):
+/// trusted through the system store, as the SDK does by default.
+fn custom_tls_endpoint(url: &str) -> bool {
+    let Some(rest) = url
+        .get(..8)
+        .filter(|s| s.eq_ignore_ascii_case("https://"))
+        .and_then(|_| url.get(8..))
+    else {
+        return false;
+    };
+    let host = rest.split(['/', ':', '?']).next().unwrap_or("");
+    !(host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
+}
 
 /// How long AWS calls may take: a connect timeout, a per-attempt timeout and a total (retries
 /// included).
@@ -57,11 +113,6 @@ impl Timeouts {
             .operation_timeout(self.total)
             .build()
     }
-}
-
-/// The SDK timeout configuration of the webhook path ([`Timeouts::WEBHOOK`]).
-pub fn timeouts() -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
-    Timeouts::WEBHOOK.config()
 }
 
 /// Region, credentials and endpoints read from the environment once.
@@ -120,6 +171,16 @@ impl AwsEnv {
         })
     }
 
+    /// The HTTPS client for `service`'s client: the shared compiled-in-roots one
+    /// ([`aws_http_client`]), or `None` (the SDK's default, the system trust store) when the
+    /// service's endpoint is an HTTPS URL outside AWS.
+    pub fn http_client(&self, service: &str) -> Option<SharedHttpClient> {
+        match self.endpoint(service) {
+            Some(url) if custom_tls_endpoint(url) => None,
+            _ => Some(aws_http_client()),
+        }
+    }
+
     /// The endpoint of `service` (`DYNAMODB`, `SQS`, ...): its own variable, else
     /// `AWS_ENDPOINT_URL`; `None` = the regional AWS endpoint.
     pub fn endpoint(&self, service: &str) -> Option<&str> {
@@ -140,23 +201,13 @@ pub fn dynamodb_client(env: &AwsEnv, timeouts: Timeouts) -> Client {
         .region(Region::new(env.region.clone()))
         .credentials_provider(env.credentials.clone())
         .timeout_config(timeouts.config());
+    if let Some(http) = env.http_client("DYNAMODB") {
+        builder = builder.http_client(http);
+    }
     if let Some(url) = env.endpoint("DYNAMODB") {
         builder = builder.endpoint_url(url);
     }
     Client::from_conf(builder.build())
-}
-
-/// A DynamoDB client for the webhook path from the process environment.
-pub fn client_from_env_vars() -> Result<Client, StoreError> {
-    Ok(dynamodb_client(&AwsEnv::from_env()?, Timeouts::WEBHOOK))
-}
-
-/// A DynamoDB client for the webhook path from any key → value lookup (tests pass a map).
-pub fn client_from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Client, StoreError> {
-    Ok(dynamodb_client(
-        &AwsEnv::from_lookup(get)?,
-        Timeouts::WEBHOOK,
-    ))
 }
 
 #[cfg(test)]
@@ -174,9 +225,9 @@ mod tests {
 
     #[test]
     fn region_and_credentials_are_required() {
-        let err = client_from_lookup(lookup(&[])).unwrap_err();
+        let err = AwsEnv::from_lookup(lookup(&[])).unwrap_err();
         assert!(err.to_string().contains("AWS_REGION"), "{err}");
-        let err = client_from_lookup(lookup(&[("AWS_REGION", "eu-central-1")])).unwrap_err();
+        let err = AwsEnv::from_lookup(lookup(&[("AWS_REGION", "eu-central-1")])).unwrap_err();
         assert!(err.to_string().contains("AWS_ACCESS_KEY_ID"), "{err}");
     }
 
@@ -198,5 +249,39 @@ mod tests {
             client.config().region().map(|r| r.as_ref()),
             Some("eu-central-1")
         );
+        assert!(
+            client.config().http_client().is_some(),
+            "the compiled-in roots client is installed"
+        );
+    }
+
+    #[test]
+    fn only_https_endpoints_outside_aws_use_the_system_trust_store() {
+        assert!(!custom_tls_endpoint("http://127.0.0.1:8000"));
+        assert!(!custom_tls_endpoint(
+            "https://dynamodb.eu-central-1.amazonaws.com"
+        ));
+        assert!(!custom_tls_endpoint(
+            "HTTPS://dynamodb-fips.us-gov-west-1.amazonaws.com/"
+        ));
+        assert!(!custom_tls_endpoint(
+            "https://dynamodb.cn-north-1.amazonaws.com.cn"
+        ));
+        assert!(custom_tls_endpoint("https://ddb.internal.example:8443"));
+        assert!(custom_tls_endpoint("https://amazonaws.com.evil.example"));
+        assert!(!custom_tls_endpoint("https:/"));
+        assert!(!custom_tls_endpoint("ht"));
+    }
+
+    #[test]
+    fn the_compiled_in_roots_are_the_five_amazon_trust_services_roots() {
+        assert_eq!(
+            AMAZON_TRUST_SERVICES_ROOTS
+                .matches("-----BEGIN CERTIFICATE-----")
+                .count(),
+            5
+        );
+        // Building the client parses them (a bad PEM would panic here, not in a function).
+        let _ = aws_http_client();
     }
 }

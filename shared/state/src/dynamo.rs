@@ -55,7 +55,7 @@ impl DynamoStore {
             .ok_or_else(|| StoreError::Config(format!("{} is not set", schema::TABLE_NAME_ENV)))?;
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let conf = aws_sdk_dynamodb::config::Builder::from(&config)
-            .timeout_config(crate::client::timeouts())
+            .timeout_config(crate::Timeouts::BACKGROUND.config())
             .build();
         Ok(DynamoStore::new(Client::from_conf(conf), table))
     }
@@ -466,21 +466,26 @@ pub fn to_av(v: &Value) -> AttributeValue {
     }
 }
 
+/// A DynamoDB number as JSON: an integer when it is one, else a float, else (out of range)
+/// its text.
+pub(crate) fn number_from_av(n: &str) -> Value {
+    n.parse::<i64>()
+        .map(Value::from)
+        .ok()
+        .or_else(|| {
+            n.parse::<f64>()
+                .ok()
+                .and_then(Number::from_f64)
+                .map(Value::Number)
+        })
+        .unwrap_or_else(|| Value::String(n.to_string()))
+}
+
 /// DynamoDB attribute value → JSON (sets become arrays, binaries are dropped as `null`).
 pub fn from_av(v: &AttributeValue) -> Value {
     match v {
         AttributeValue::S(s) => Value::String(s.clone()),
-        AttributeValue::N(n) => n
-            .parse::<i64>()
-            .map(Value::from)
-            .ok()
-            .or_else(|| {
-                n.parse::<f64>()
-                    .ok()
-                    .and_then(Number::from_f64)
-                    .map(Value::Number)
-            })
-            .unwrap_or_else(|| Value::String(n.clone())),
+        AttributeValue::N(n) => number_from_av(n),
         AttributeValue::Bool(b) => Value::Bool(*b),
         AttributeValue::L(l) => Value::Array(l.iter().map(from_av).collect()),
         AttributeValue::M(m) => Value::Object(item_from_av(m)),

@@ -20,9 +20,7 @@ pub mod stream;
 pub mod testing;
 pub mod transition;
 
-pub use client::{
-    client_from_env_vars, client_from_lookup, dynamodb_client, timeouts, AwsEnv, Timeouts,
-};
+pub use client::{aws_http_client, dynamodb_client, AwsEnv, Timeouts};
 pub use dynamo::{from_av, item_from_av, to_av, DynamoStore};
 pub use error::StoreError;
 pub use memory::MemoryStore;

@@ -20,7 +20,7 @@
 use crate::error::StoreError;
 use crate::item::{Cond, Delete, Item, Key, Update, Write};
 use crate::schema::{self, MemberId};
-use crate::transition::{Backend, Reason, TxResult, MAX_CONFLICT_RETRIES};
+use crate::transition::{conflict_pause, Backend, Reason, TxResult};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -281,13 +281,7 @@ async fn delete_chunk<B: Backend>(
                 });
                 if keys.len() == before {
                     conflicts += 1;
-                    if conflicts > MAX_CONFLICT_RETRIES {
-                        return Err(StoreError::Contention {
-                            attempts: conflicts,
-                        });
-                    }
-                    let base = 10u64 << conflicts.min(5);
-                    tokio::time::sleep(Duration::from_millis(fastrand::u64(base / 2..=base))).await;
+                    conflict_pause(conflicts).await?;
                 }
             }
         }

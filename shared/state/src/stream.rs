@@ -2,7 +2,7 @@
 //! DynamoDB's attribute-value JSON (`{"S": "x"}`, `{"N": "1"}`, ...).
 
 use crate::item::Item;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 /// A stream image (`NewImage` / `OldImage`) as a plain JSON item; `None` when it is not an
 /// attribute-value map (an absent image is an empty map).
@@ -19,7 +19,7 @@ pub fn attribute_value(v: &Value) -> Option<Value> {
     let (tag, inner) = v.as_object().filter(|m| m.len() == 1)?.iter().next()?;
     Some(match tag.as_str() {
         "S" | "B" => Value::String(inner.as_str()?.to_string()),
-        "N" => number(inner.as_str()?),
+        "N" => crate::dynamo::number_from_av(inner.as_str()?),
         "BOOL" => Value::Bool(inner.as_bool()?),
         "NULL" => Value::Null,
         "M" => Value::Object(image_to_item(inner)?),
@@ -41,24 +41,11 @@ pub fn attribute_value(v: &Value) -> Option<Value> {
             inner
                 .as_array()?
                 .iter()
-                .map(|s| s.as_str().map(number))
+                .map(|s| s.as_str().map(crate::dynamo::number_from_av))
                 .collect::<Option<Vec<_>>>()?,
         ),
         _ => return None,
     })
-}
-
-fn number(n: &str) -> Value {
-    n.parse::<i64>()
-        .map(Value::from)
-        .ok()
-        .or_else(|| {
-            n.parse::<f64>()
-                .ok()
-                .and_then(Number::from_f64)
-                .map(Value::Number)
-        })
-        .unwrap_or_else(|| Value::String(n.to_string()))
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ pub fn client_at(endpoint: &str) -> Client {
             "b24-state-testing",
         ))
         .endpoint_url(endpoint)
-        .timeout_config(crate::timeouts())
+        .timeout_config(crate::Timeouts::WEBHOOK.config())
         .build();
     Client::from_conf(conf)
 }

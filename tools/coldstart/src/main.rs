@@ -4,12 +4,11 @@
 //! naive SDK hello side by side. See `tools/coldstart/README.md`.
 //!
 //! ```sh
-//! cargo run --release --manifest-path tools/coldstart/Cargo.toml -- \
+//! cargo run --release -p b24-coldstart -- \
 //!     --function-bin target/release/b24-fn-messages --naive-bin PATH
 //! ```
 
 mod callgrind;
-mod ddb;
 mod event;
 mod runtime_api;
 
@@ -20,119 +19,61 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const USAGE: &str = "\
-usage: b24-coldstart --function-bin PATH [options]
-
-  --function-bin PATH    the messages function (release b24-fn-messages) to measure
-  --naive-bin PATH       the naive SDK hello (default: build tools/coldstart/naive-hello)
-  --variant NAME=PATH    also measure another build of the messages function (repeatable)
-  --app-bin PATH         b24-fn-app, installs the portal (default: next to --function-bin)
-  --events-bin PATH      b24-events, builds the wire bodies (default: next to --function-bin)
-  --state-bin PATH       b24-state, creates the table (default: next to --function-bin)
-  --runs N               cold starts per binary (default 3); the table shows the median
-  --ddb-endpoint URL     use this DynamoDB Local instead of starting one
-  --ddb-dir DIR          the DynamoDB Local installation (default: <repo>/.tools/ddb)
-  --repo DIR             the repository (default: two levels above this crate)
-  --out FILE             JSON results (default: <target dir>/coldstart/results.json)
-  --work-dir DIR         dumps and logs (default: a new directory under /tmp, removed
-                         afterwards unless --keep or --annotate)
-  --keep                 keep the work directory
-  --annotate             write `callgrind_annotate --inclusive=yes` of every dump (top 60)
-  --text-body            send the body as text (isBase64Encoded false) instead of base64
-  --timeout SECS         bound on each cold start (default 300)";
-
+/// Cold-start instruction counts of a Lambda function binary (see tools/coldstart/README.md).
+#[derive(clap::Parser)]
+#[command(name = "b24-coldstart")]
 struct Args {
+    /// The messages function (release b24-fn-messages) to measure.
+    #[arg(long)]
     function_bin: PathBuf,
+    /// The naive SDK hello (default: build tools/coldstart/naive-hello).
+    #[arg(long)]
     naive_bin: Option<PathBuf>,
+    /// Also measure another build of the messages function, NAME=PATH (repeatable).
+    #[arg(long = "variant", value_parser = parse_variant)]
     variants: Vec<(String, PathBuf)>,
+    /// b24-fn-app, installs the portal (default: next to --function-bin).
+    #[arg(long)]
     app_bin: Option<PathBuf>,
+    /// b24-events, builds the wire bodies (default: next to --function-bin).
+    #[arg(long)]
     events_bin: Option<PathBuf>,
+    /// b24-state, creates the table (default: next to --function-bin).
+    #[arg(long)]
     state_bin: Option<PathBuf>,
-    runs: usize,
+    /// Cold starts per binary; the table shows the median.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=50))]
+    runs: u16,
+    /// Use this DynamoDB Local instead of starting one (b24-local's launcher).
+    #[arg(long)]
     ddb_endpoint: Option<String>,
-    ddb_dir: Option<PathBuf>,
+    /// The repository (default: two levels above this crate).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))]
     repo: PathBuf,
+    /// JSON results (default: <target dir>/coldstart/results.json).
+    #[arg(long)]
     out: Option<PathBuf>,
+    /// Dumps and logs (default: a new directory under /tmp, removed afterwards unless --keep
+    /// or --annotate).
+    #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Keep the work directory.
+    #[arg(long)]
     keep: bool,
+    /// Write `callgrind_annotate --inclusive=yes` of every dump (top 60).
+    #[arg(long)]
     annotate: bool,
+    /// Send the body as text (isBase64Encoded false) instead of base64.
+    #[arg(long = "text-body", action = clap::ArgAction::SetFalse)]
     base64: bool,
-    timeout: Duration,
+    /// Bound on each cold start, in seconds.
+    #[arg(long = "timeout", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=3600))]
+    timeout_secs: u64,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = std::env::args().skip(1);
-    let mut function_bin = None;
-    let mut args = Args {
-        function_bin: PathBuf::new(),
-        naive_bin: None,
-        variants: Vec::new(),
-        app_bin: None,
-        events_bin: None,
-        state_bin: None,
-        runs: 3,
-        ddb_endpoint: None,
-        ddb_dir: None,
-        repo: Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-        out: None,
-        work_dir: None,
-        keep: false,
-        annotate: false,
-        base64: true,
-        timeout: Duration::from_secs(300),
-    };
-    while let Some(flag) = a.next() {
-        let (flag, inline) = match flag.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (flag, None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| a.next())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match flag.as_str() {
-            "--function-bin" => function_bin = Some(PathBuf::from(value(&flag)?)),
-            "--naive-bin" => args.naive_bin = Some(PathBuf::from(value(&flag)?)),
-            "--variant" => {
-                let v = value(&flag)?;
-                let (name, path) = v.split_once('=').ok_or("--variant needs NAME=PATH")?;
-                args.variants.push((name.to_string(), PathBuf::from(path)));
-            }
-            "--app-bin" => args.app_bin = Some(PathBuf::from(value(&flag)?)),
-            "--events-bin" => args.events_bin = Some(PathBuf::from(value(&flag)?)),
-            "--state-bin" => args.state_bin = Some(PathBuf::from(value(&flag)?)),
-            "--runs" => {
-                args.runs = value(&flag)?
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=50).contains(n))
-                    .ok_or("--runs must be 1 to 50")?
-            }
-            "--ddb-endpoint" => args.ddb_endpoint = Some(value(&flag)?),
-            "--ddb-dir" => args.ddb_dir = Some(PathBuf::from(value(&flag)?)),
-            "--repo" => args.repo = PathBuf::from(value(&flag)?),
-            "--out" => args.out = Some(PathBuf::from(value(&flag)?)),
-            "--work-dir" => args.work_dir = Some(PathBuf::from(value(&flag)?)),
-            "--keep" => args.keep = true,
-            "--annotate" => args.annotate = true,
-            "--text-body" => args.base64 = false,
-            "--timeout" => {
-                args.timeout = Duration::from_secs(
-                    value(&flag)?
-                        .parse()
-                        .ok()
-                        .filter(|n| (10..=3600).contains(n))
-                        .ok_or("--timeout must be 10 to 3600 seconds")?,
-                )
-            }
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    args.function_bin = function_bin.ok_or("--function-bin is required")?;
-    Ok(args)
+fn parse_variant(v: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = v.split_once('=').ok_or("--variant needs NAME=PATH")?;
+    Ok((name.to_string(), PathBuf::from(path)))
 }
 
 /// Runs a helper command with a bound; returns stdout.
@@ -227,6 +168,11 @@ fn lambda_env(
         ("AWS_SESSION_TOKEN", "coldstart-session-token"),
         ("AWS_ENDPOINT_URL", endpoint),
         ("TABLE_NAME", table),
+        // Required by the webhook functions; never called while DynamoDB answers.
+        (
+            "PARKED_QUEUE_URL",
+            "https://sqs.eu-central-1.amazonaws.com/123456789012/coldstart-parked",
+        ),
         ("LAMBDA_TASK_ROOT", "/var/task"),
         ("LAMBDA_RUNTIME_DIR", "/var/runtime"),
         ("_HANDLER", "bootstrap"),
@@ -294,17 +240,7 @@ fn build_naive(repo: &Path, timeout: Duration) -> Result<PathBuf, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            if e.is_empty() {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("b24-coldstart: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = <Args as clap::Parser>::parse();
     match real_main(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -315,6 +251,7 @@ fn main() -> ExitCode {
 }
 
 fn real_main(args: Args) -> Result<(), String> {
+    let timeout = Duration::from_secs(args.timeout_secs);
     let repo = std::fs::canonicalize(&args.repo)
         .map_err(|e| format!("repository {}: {e}", args.repo.display()))?;
     for tool in ["valgrind", "callgrind_control"] {
@@ -349,7 +286,7 @@ fn real_main(args: Args) -> Result<(), String> {
     )?;
     let naive_bin = match &args.naive_bin {
         Some(p) => require(p, "--naive-bin")?,
-        None => require(&build_naive(&repo, args.timeout)?, "naive-hello")?,
+        None => require(&build_naive(&repo, timeout)?, "naive-hello")?,
     };
     let mut targets = vec![Target {
         name: "function".into(),
@@ -397,7 +334,8 @@ fn real_main(args: Args) -> Result<(), String> {
         &state_bin,
         stamp,
     );
-    if !(args.keep || args.annotate) && args.work_dir.is_none() {
+    // Kept after a failure: the error names files in it.
+    if result.is_ok() && !(args.keep || args.annotate) && args.work_dir.is_none() {
         let _ = std::fs::remove_dir_all(&work);
     }
     result
@@ -419,12 +357,12 @@ fn measure_all(
     let (_ddb, endpoint) = match &args.ddb_endpoint {
         Some(e) => (None, e.clone()),
         None => {
-            let tools = args
-                .ddb_dir
-                .clone()
-                .unwrap_or_else(|| repo.join(".tools/ddb"));
-            let d = ddb::DdbLocal::start(&tools, &work.join("ddb"))?;
-            let e = d.endpoint.clone();
+            let d = b24_local::DynamoDbLocal::start(b24_local::DdbOptions {
+                root: Some(repo.to_path_buf()),
+                ..b24_local::DdbOptions::default()
+            })
+            .map_err(|e| format!("{e} (or pass --ddb-endpoint)"))?;
+            let e = d.endpoint();
             (Some(d), e)
         }
     };
@@ -483,7 +421,7 @@ fn measure_all(
     // (`message_id` with the same number of digits), so each one is `applied`.
     let mut results: Vec<Vec<Measurement>> = targets.iter().map(|_| Vec::new()).collect();
     let mut message_id = 86500u64;
-    for run in 0..args.runs {
+    for run in 0..usize::from(args.runs) {
         for (t, target) in targets.iter().enumerate() {
             message_id += 1;
             let body = body_of(
@@ -505,7 +443,7 @@ fn measure_all(
                     payload: event::apigw_v2("/bitrix24/messages", &body, args.base64, &request_id),
                 },
                 dir: work,
-                timeout: args.timeout,
+                timeout: Duration::from_secs(args.timeout_secs),
                 callgrind: true,
             })?;
             let ok =

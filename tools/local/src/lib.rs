@@ -20,6 +20,7 @@ mod net;
 mod process;
 mod root;
 pub mod runner;
+mod server;
 mod stream_repair;
 mod util;
 

@@ -1,14 +1,14 @@
 //! moto's server (`moto[server]` 5.2.5 in a repo-local venv `.venv-moto`) on 127.0.0.1 only:
 //! SQS (standard and FIFO), EventBridge, KMS, SSM and Secrets Manager.
 
-use crate::ddb::{run_checked, wait_ready, Shared};
-use crate::net::{free_port, http_status, port_is_free};
-use crate::process::Supervised;
+use crate::ddb::run_checked;
+use crate::net::http_status;
 use crate::root::{repo_root, which};
+use crate::server::{shared_endpoint, Launch, LoopbackServer, SharedCell};
 use crate::LocalError;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The pinned requirement `install_moto` installs.
@@ -98,8 +98,7 @@ pub fn install_moto(root: &Path) -> Result<PathBuf, LocalError> {
 pub struct Moto {
     bin: PathBuf,
     root: PathBuf,
-    port: u16,
-    server: Option<Supervised>,
+    server: LoopbackServer,
 }
 
 impl Moto {
@@ -112,53 +111,46 @@ impl Moto {
     /// [`Moto::start`] with the venv under `root`.
     pub fn start_in(root: &Path, port: Option<u16>) -> Result<Self, LocalError> {
         let bin = find_moto(root)?;
-        let port = match port {
-            Some(p) => p,
-            None => free_port()?,
-        };
-        if !port_is_free(port) {
-            return Err(LocalError::Server {
-                what: "moto",
-                detail: format!("127.0.0.1:{port} is already in use"),
-            });
-        }
-        let args = ["-H", "127.0.0.1", "-p", &port.to_string()].map(Into::into);
-        let log = root
-            .join(".tools/moto")
-            .join(format!("moto-{}-{port}.log", std::process::id()));
-        let server = Supervised::spawn(&bin, &args, root, &log)?;
-        let ready = wait_ready(&server, port, "/moto-api/", Duration::from_secs(30));
-        let me = Moto {
+        let mut server = LoopbackServer::new("moto", port, Duration::from_secs(2))?;
+        server.spawn(|port| {
+            Ok(Launch {
+                program: bin.clone(),
+                args: ["-H", "127.0.0.1", "-p", &port.to_string()]
+                    .map(Into::into)
+                    .to_vec(),
+                cwd: root.to_path_buf(),
+                log: root
+                    .join(".tools/moto")
+                    .join(format!("moto-{}-{port}.log", std::process::id())),
+                ready_path: "/moto-api/",
+                ready_timeout: Duration::from_secs(30),
+            })
+        })?;
+        Ok(Moto {
             bin,
             root: root.to_path_buf(),
-            port,
-            server: Some(server),
-        };
-        ready.map_err(|detail| LocalError::Server {
-            what: "moto",
-            detail,
-        })?;
-        Ok(me)
+            server,
+        })
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.endpoint()
     }
 
     /// The port on 127.0.0.1.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// The server's pid (0 once stopped).
     pub fn pid(&self) -> u32 {
-        self.server.as_ref().map_or(0, Supervised::pid)
+        self.server.pid()
     }
 
     /// Whether the server process is alive.
     pub fn is_running(&self) -> bool {
-        self.server.as_ref().is_some_and(Supervised::is_running)
+        self.server.is_running()
     }
 
     /// Wipes every resource of every service (`POST /moto-api/reset`).
@@ -168,16 +160,14 @@ impl Moto {
 
     /// Stops the server (SIGTERM, SIGKILL after 5 s). Idempotent.
     pub fn stop(&mut self) {
-        if let Some(mut s) = self.server.take() {
-            s.stop(Duration::from_secs(5));
-        }
+        self.server.stop();
     }
 
     /// Stops and starts the server again on the same port (all state is lost: moto keeps it in
     /// memory).
     pub fn restart(&mut self) -> Result<(), LocalError> {
         self.stop();
-        let fresh = Moto::start_in(&self.root, Some(self.port))?;
+        let fresh = Moto::start_in(&self.root, Some(self.port()))?;
         *self = fresh;
         Ok(())
     }
@@ -185,14 +175,6 @@ impl Moto {
     /// The `moto_server` executable in use.
     pub fn program(&self) -> &Path {
         &self.bin
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        if let Some(mut s) = self.server.take() {
-            s.stop(Duration::from_secs(2));
-        }
     }
 }
 
@@ -217,32 +199,18 @@ pub fn reset_moto(endpoint: &str) -> Result<(), LocalError> {
     }
 }
 
-static SHARED_MOTO: OnceLock<Result<Shared<Moto>, String>> = OnceLock::new();
+static SHARED_MOTO: SharedCell<Moto> = OnceLock::new();
 
 /// The moto endpoint shared by every test of this process: `MOTO_ENDPOINT` when set (not
 /// `AWS_ENDPOINT_URL`, which in this repository points at DynamoDB Local), else one moto server
 /// started on first use and killed by its watchdog when the process ends. Panics with the fix
 /// (`run \`b24-local install moto\``) when moto is not installed.
 pub fn shared_moto_endpoint() -> String {
-    let shared = SHARED_MOTO.get_or_init(|| {
-        if let Some(v) = std::env::var("MOTO_ENDPOINT")
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-        {
-            return Ok(Shared {
-                endpoint: v.trim().to_string(),
-                _server: None,
-            });
-        }
-        Moto::start(None)
-            .map(|s| Shared {
-                endpoint: s.endpoint(),
-                _server: Some(Mutex::new(s)),
-            })
-            .map_err(|e| e.to_string())
-    });
-    match shared {
-        Ok(s) => s.endpoint.clone(),
-        Err(e) => panic!("shared moto server: {e}"),
-    }
+    shared_endpoint(
+        &SHARED_MOTO,
+        &["MOTO_ENDPOINT"],
+        "shared moto server",
+        || Moto::start(None),
+        Moto::endpoint,
+    )
 }

@@ -51,6 +51,19 @@ pub const DEFAULT_EVENT_TTL_DAYS: i64 = 30;
 /// `TransactionConflict` retries before giving up with [`StoreError::Contention`].
 pub const MAX_CONFLICT_RETRIES: u32 = 8;
 
+/// Before retrying a transaction after its `conflicts`-th `TransactionConflict`: a jittered
+/// pause growing from 5–10 ms to 160–320 ms, or `Contention` past [`MAX_CONFLICT_RETRIES`].
+pub(crate) async fn conflict_pause(conflicts: u32) -> Result<(), StoreError> {
+    if conflicts > MAX_CONFLICT_RETRIES {
+        return Err(StoreError::Contention {
+            attempts: conflicts,
+        });
+    }
+    let base = 10u64 << conflicts.min(5);
+    tokio::time::sleep(Duration::from_millis(fastrand::u64(base / 2..=base))).await;
+    Ok(())
+}
+
 /// What the portal record must look like for an event to land: checked inside the transaction
 /// that applies the event, so neither a warm cache in another function instance nor a race
 /// with an uninstall or a token change can let it through. Serializes (token hash and epoch
@@ -683,13 +696,7 @@ pub async fn run<B: Backend>(backend: &B, plan: &Plan) -> Result<Applied, StoreE
                 if failed.is_empty() {
                     // Only TransactionConflict: retry the same transaction after a jittered pause.
                     conflicts += 1;
-                    if conflicts > MAX_CONFLICT_RETRIES {
-                        return Err(StoreError::Contention {
-                            attempts: conflicts,
-                        });
-                    }
-                    let base = 10u64 << conflicts.min(5);
-                    tokio::time::sleep(Duration::from_millis(fastrand::u64(base / 2..=base))).await;
+                    conflict_pause(conflicts).await?;
                     continue;
                 }
                 // Refused by newer or terminal facts: try the fallback if it applies to the

@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
 mod config;
 mod filter;
 mod invoke;

@@ -1,9 +1,8 @@
 //! The SQS event source: long-polls a queue and invokes the function with `SqsEvent` batches,
 //! deleting what succeeded, as Lambda's SQS event source mapping does.
 
+use super::batch::{invoke_batch, BatchOutcome};
 use super::filter::FilterCriteria;
-use super::invoke::InvokeOutcome;
-use super::response::{parse_batch_response, BatchResponse};
 use super::Ctx;
 use crate::LocalError;
 use aws_sdk_sqs::types::{
@@ -280,65 +279,41 @@ impl SqsTask {
         if matched.is_empty() {
             return;
         }
-        let ids: Vec<String> = matched
-            .iter()
-            .map(|(m, _)| m.message_id.clone().unwrap_or_default())
-            .collect();
-        let records: Vec<Value> = matched.iter().map(|(_, r)| r.clone()).collect();
-        let payload = json!({ "Records": records }).to_string();
-        let started = Instant::now();
-        let function = &self.src.function;
-        let outcome = ctx.invoker.invoke(function, payload.as_bytes()).await;
-        let size = matched.len();
+        let records: Vec<&Value> = matched.iter().map(|(_, r)| r).collect();
+        let outcome = invoke_batch(
+            ctx,
+            &self.src.function,
+            &records,
+            self.src.report_batch_item_failures,
+            |id| {
+                matched
+                    .iter()
+                    .any(|(m, _)| m.message_id.as_deref() == Some(id))
+            },
+        )
+        .await;
+        let all = matched.iter().map(|(m, _)| m);
         match outcome {
             Err(e) => {
-                ctx.stat(|s| s.invoke_errors += 1);
-                ctx.log_invocation(function, size, size, started, "invoke_error");
                 ctx.note(format!(
                     "{e}; the messages reappear after their visibility timeout"
                 ));
                 ctx.sleep(Duration::from_secs(1)).await;
             }
-            Ok(InvokeOutcome::FunctionError { payload, .. }) => {
-                ctx.stat(|s| {
-                    s.invocations += 1;
-                    s.function_errors += 1;
+            Ok(BatchOutcome::AllOk) => self.delete(ctx, all).await,
+            Ok(BatchOutcome::Partial(failed)) => {
+                let ok = all.filter(|m| {
+                    !failed
+                        .iter()
+                        .any(|f| Some(f.as_str()) == m.message_id.as_deref())
                 });
-                ctx.log_invocation(function, size, size, started, "function_error");
-                ctx.note(format!(
-                    "function error {}: nothing deleted",
-                    super::invoke::error_summary(&payload)
-                ));
+                self.delete(ctx, ok).await;
             }
-            Ok(InvokeOutcome::Ok(body)) => {
-                ctx.stat(|s| s.invocations += 1);
-                if !self.src.report_batch_item_failures {
-                    ctx.log_invocation(function, size, 0, started, "ok");
-                    self.delete(ctx, matched.iter().map(|(m, _)| m)).await;
-                    return;
-                }
-                match parse_batch_response(&body, |id| ids.iter().any(|x| x == id)) {
-                    BatchResponse::AllOk => {
-                        ctx.log_invocation(function, size, 0, started, "ok");
-                        self.delete(ctx, matched.iter().map(|(m, _)| m)).await;
-                    }
-                    BatchResponse::Failed(failed) => {
-                        let k = failed.len();
-                        ctx.stat(|s| s.item_failures += k as u64);
-                        ctx.log_invocation(function, size, k, started, "partial");
-                        let ok = matched.iter().map(|(m, _)| m).filter(|m| {
-                            !failed
-                                .iter()
-                                .any(|f| Some(f.as_str()) == m.message_id.as_deref())
-                        });
-                        self.delete(ctx, ok).await;
-                    }
-                    BatchResponse::Invalid(why) => {
-                        ctx.stat(|s| s.function_errors += 1);
-                        ctx.log_invocation(function, size, size, started, "invalid_response");
-                        ctx.note(format!("{why}: the whole batch failed, nothing deleted"));
-                    }
-                }
+            Ok(BatchOutcome::FunctionError { summary, .. }) => {
+                ctx.note(format!("function error {summary}: nothing deleted"));
+            }
+            Ok(BatchOutcome::InvalidResponse(why)) => {
+                ctx.note(format!("{why}: the whole batch failed, nothing deleted"));
             }
         }
     }

@@ -2,9 +2,8 @@
 //! `DynamoDBEvent` batches, with Lambda's stream error handling (partial batch responses,
 //! bisection, bounded retries, maximum record age, on-failure destination).
 
+use super::batch::{invoke_batch, BatchOutcome};
 use super::filter::FilterCriteria;
-use super::invoke::InvokeOutcome;
-use super::response::{parse_batch_response, BatchResponse};
 use super::stream_json::{stream_rec, StreamRec};
 use super::Ctx;
 use crate::util::{now_millis, rfc3339, uuid_v4};
@@ -698,18 +697,21 @@ impl StreamTask {
                 }
             }
             let records: Vec<&Value> = a.recs.iter().map(|r| &r.json).collect();
-            let payload = json!({ "Records": records }).to_string();
             let request_id = uuid_v4();
-            let started = Instant::now();
             let size = a.recs.len();
-            let outcome = ctx.invoker.invoke(&src.function, payload.as_bytes()).await;
+            let outcome = invoke_batch(
+                ctx,
+                &src.function,
+                &records,
+                src.report_batch_item_failures,
+                |id| a.recs.iter().any(|r| r.seq == id),
+            )
+            .await;
             let outcome = match outcome {
                 Ok(o) => o,
                 Err(e) => {
                     // Not invoked (connection refused, throttled, unknown function): retried
                     // without using a retry attempt, as AWS does for errors before invocation.
-                    ctx.stat(|s| s.invoke_errors += 1);
-                    ctx.log_invocation(&src.function, size, size, started, "invoke_error");
                     ctx.note(format!("{e}; retrying in {backoff:?}"));
                     work.push_front(a);
                     if ctx.sleep(backoff).await {
@@ -721,82 +723,55 @@ impl StreamTask {
             };
             backoff = Duration::from_millis(500);
             a.invokes += 1;
-            ctx.stat(|s| s.invocations += 1);
             let function_error = match outcome {
-                InvokeOutcome::FunctionError {
-                    function_error,
-                    payload,
-                } => {
-                    ctx.log_invocation(&src.function, size, size, started, "function_error");
-                    ctx.note(format!(
-                        "function error {} on {size} records",
-                        super::invoke::error_summary(&payload)
-                    ));
-                    Some(function_error)
-                }
-                InvokeOutcome::Ok(body) if src.report_batch_item_failures => {
-                    match parse_batch_response(&body, |id| a.recs.iter().any(|r| r.seq == id)) {
-                        BatchResponse::AllOk => {
-                            ctx.log_invocation(&src.function, size, 0, started, "ok");
-                            continue;
-                        }
-                        BatchResponse::Failed(ids) => {
-                            let k = ids.len();
-                            ctx.stat(|s| s.item_failures += k as u64);
-                            ctx.log_invocation(&src.function, size, k, started, "partial");
-                            // Retried from the lowest failed sequence number; the records
-                            // before it are done.
-                            let from = a
-                                .recs
-                                .iter()
-                                .position(|r| ids.contains(&r.seq))
-                                .unwrap_or(0);
-                            let rest: Vec<StreamRec> = a.recs.split_off(from);
-                            let retried = Attempt {
-                                recs: rest,
-                                retries: a.retries + 1,
-                                invokes: a.invokes,
-                            };
-                            if self.retries_left(a.retries) {
-                                work.push_front(retried);
-                            } else {
-                                let li = LastInvoke {
-                                    request_id,
-                                    function_error: None,
-                                };
-                                self.give_up(
-                                    ctx,
-                                    shard_id,
-                                    &retried.recs,
-                                    "RetryAttemptsExhausted",
-                                    a.invokes,
-                                    Some(li),
-                                )
-                                .await;
-                            }
-                            last = None;
-                            continue;
-                        }
-                        BatchResponse::Invalid(why) => {
-                            ctx.log_invocation(
-                                &src.function,
-                                size,
-                                size,
-                                started,
-                                "invalid_response",
-                            );
-                            ctx.note(format!("{why}: the whole batch failed"));
-                            None
-                        }
+                BatchOutcome::AllOk => continue,
+                BatchOutcome::Partial(ids) => {
+                    // Retried from the lowest failed sequence number; the records before it
+                    // are done.
+                    let from = a
+                        .recs
+                        .iter()
+                        .position(|r| ids.contains(&r.seq))
+                        .unwrap_or(0);
+                    let rest: Vec<StreamRec> = a.recs.split_off(from);
+                    let retried = Attempt {
+                        recs: rest,
+                        retries: a.retries + 1,
+                        invokes: a.invokes,
+                    };
+                    if self.retries_left(a.retries) {
+                        work.push_front(retried);
+                    } else {
+                        let li = LastInvoke {
+                            request_id,
+                            function_error: None,
+                        };
+                        self.give_up(
+                            ctx,
+                            shard_id,
+                            &retried.recs,
+                            "RetryAttemptsExhausted",
+                            a.invokes,
+                            Some(li),
+                        )
+                        .await;
                     }
-                }
-                InvokeOutcome::Ok(_) => {
-                    ctx.log_invocation(&src.function, size, 0, started, "ok");
+                    last = None;
                     continue;
                 }
+                BatchOutcome::FunctionError {
+                    function_error,
+                    summary,
+                } => {
+                    ctx.note(format!("function error {summary} on {size} records"));
+                    Some(function_error)
+                }
+                BatchOutcome::InvalidResponse(why) => {
+                    ctx.note(format!("{why}: the whole batch failed"));
+                    None
+                }
             };
-            // The whole batch failed.
-            ctx.stat(|s| s.function_errors += 1);
+            // The whole batch failed (counted as a function error by invoke_batch).
             let li = LastInvoke {
                 request_id,
                 function_error: function_error.clone(),

@@ -1,11 +1,8 @@
 //! The launchers: DynamoDB Local and moto lifecycles, the watchdog, the CLI's server commands
 //! and the runner binary.
 
-use crate::support::{bounded, clients, unique, FakeFunction, Reply};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use crate::support::{bounded, clients, create_queue, create_table, unique, FakeFunction, Reply};
+use aws_sdk_dynamodb::types::{AttributeValue, StreamViewType};
 use b24_local::aws::{dynamodb_client, AwsEnv};
 use b24_local::{DdbOptions, DynamoDbLocal, LocalError, Moto};
 use std::io::{BufRead, BufReader};
@@ -86,27 +83,23 @@ fn quick_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(conf)
 }
 
-async fn create_table(c: &aws_sdk_dynamodb::Client, name: &str) {
-    c.create_table()
-        .table_name(name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attr"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
+async fn table_names(c: &aws_sdk_dynamodb::Client) -> Vec<String> {
+    c.list_tables()
         .send()
         .await
-        .expect("create table");
+        .expect("list")
+        .table_names
+        .unwrap_or_default()
+}
+
+async fn queue_count(sqs: &aws_sdk_sqs::Client) -> usize {
+    sqs.list_queues()
+        .send()
+        .await
+        .expect("list")
+        .queue_urls
+        .unwrap_or_default()
+        .len()
 }
 
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
@@ -134,7 +127,7 @@ fn ddb_pause_resume_and_restart_keep_a_persistent_table() {
         assert!(endpoint.starts_with("http://127.0.0.1:"));
         let c = dynamodb_client(&AwsEnv::default(), Some(&endpoint));
         let quick = quick_client(&endpoint);
-        create_table(&c, "persist").await;
+        create_table(&c, "persist", &["pk"], None).await;
         c.put_item()
             .table_name("persist")
             .item("pk", AttributeValue::S("k1".into()))
@@ -162,13 +155,7 @@ fn ddb_pause_resume_and_restart_keep_a_persistent_table() {
         assert_eq!(ddb.endpoint(), endpoint, "same port after restart");
         assert_ne!(ddb.pid(), old_pid);
         assert!(!alive(old_pid));
-        let tables = c
-            .list_tables()
-            .send()
-            .await
-            .expect("list")
-            .table_names
-            .unwrap_or_default();
+        let tables = table_names(&c).await;
         assert_eq!(tables, ["persist"]);
         let item = c
             .get_item()
@@ -193,15 +180,9 @@ fn ddb_in_memory_restart_starts_empty() {
     current_thread().block_on(bounded(120, async {
         let mut ddb = DynamoDbLocal::start(DdbOptions::default()).expect("start");
         let c = dynamodb_client(&AwsEnv::default(), Some(&ddb.endpoint()));
-        create_table(&c, "gone").await;
+        create_table(&c, "gone", &["pk"], None).await;
         ddb.restart().expect("restart");
-        let tables = c
-            .list_tables()
-            .send()
-            .await
-            .expect("list")
-            .table_names
-            .unwrap_or_default();
+        let tables = table_names(&c).await;
         assert!(tables.is_empty());
         let pid = ddb.pid();
         drop(ddb);
@@ -218,6 +199,13 @@ struct Cli(Option<Child>);
 impl Cli {
     fn take(&mut self) -> Child {
         self.0.take().expect("child")
+    }
+
+    /// SIGKILLs the CLI (no chance to stop its server) and reaps it.
+    fn sigkill(&mut self) {
+        let mut child = self.take();
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
     }
 }
 
@@ -263,9 +251,7 @@ fn watchdog_kills_dynamodb_local_when_its_owner_is_sigkilled() {
     let port = port_of(&endpoint);
     let java = pids_with(&["LoopbackDynamoDBLocal", "-port", &port]);
     assert_eq!(java.len(), 1, "one DynamoDB Local on {port}");
-    let mut child = cli.take();
-    child.kill().expect("SIGKILL");
-    child.wait().expect("wait");
+    cli.sigkill();
     assert!(
         wait_gone(java[0], Duration::from_secs(10)),
         "java {} outlived its owner",
@@ -280,9 +266,7 @@ fn watchdog_kills_moto_when_its_owner_is_sigkilled_and_sigterm_stops_cleanly() {
     let port = port_of(&endpoint);
     let moto = pids_with(&["-p", &port, "127.0.0.1"]);
     assert_eq!(moto.len(), 1, "one moto on {port}");
-    let mut child = cli.take();
-    child.kill().expect("SIGKILL");
-    child.wait().expect("wait");
+    cli.sigkill();
     assert!(
         wait_gone(moto[0], Duration::from_secs(10)),
         "moto outlived its owner"
@@ -325,26 +309,12 @@ fn moto_reset_wipes_state() {
             .send()
             .await
             .expect("create");
-        let n = sqs
-            .list_queues()
-            .send()
-            .await
-            .expect("list")
-            .queue_urls
-            .unwrap_or_default()
-            .len();
+        let n = queue_count(&sqs).await;
         assert_eq!(n, 1);
     });
     moto.reset().expect("reset");
     rt.block_on(async {
-        let n = sqs
-            .list_queues()
-            .send()
-            .await
-            .expect("list")
-            .queue_urls
-            .unwrap_or_default()
-            .len();
+        let n = queue_count(&sqs).await;
         assert_eq!(n, 0);
     });
     let pid = moto.pid();
@@ -367,27 +337,10 @@ fn shared_endpoints_are_started_once() {
 async fn cli_run_with_a_config_file_drives_both_kinds_of_source() {
     bounded(90, async {
         let c = clients();
-        let queue = c.sqs.create_queue().queue_name(unique("cli")).send().await.expect("queue").queue_url.expect("url");
+        let queue = create_queue(&c, &unique("cli"), &[]).await;
         c.sqs.send_message().queue_url(&queue).message_body("from the queue").send().await.expect("send");
         let t = unique("cli");
-        c.dynamodb
-            .create_table()
-            .table_name(&t)
-            .attribute_definitions(
-                AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build().expect("attr"),
-            )
-            .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().expect("key"))
-            .billing_mode(BillingMode::PayPerRequest)
-            .stream_specification(
-                aws_sdk_dynamodb::types::StreamSpecification::builder()
-                    .stream_enabled(true)
-                    .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewImage)
-                    .build()
-                    .expect("spec"),
-            )
-            .send()
-            .await
-            .expect("table");
+        create_table(&c.dynamodb, &t, &["pk"], Some(StreamViewType::NewImage)).await;
         c.dynamodb.put_item().table_name(&t).item("pk", AttributeValue::S("x".into())).send().await.expect("put");
         let f = FakeFunction::start(|_, _| Reply::Ok(serde_json::json!({}))).await;
         let dir = temp_dir("cli");

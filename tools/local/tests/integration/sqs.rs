@@ -1,30 +1,21 @@
 //! The SQS event source against moto.
 
-use crate::support::{bounded, clients, keys, unique, FakeFunction, Reply};
+use crate::support::{bounded, clients, create_queue, keys, runner, unique, FakeFunction, Reply};
 use aws_sdk_sqs::primitives::Blob;
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
 use b24_local::aws::AwsClients;
-use b24_local::runner::{FilterCriteria, HttpInvoker, Runner, SqsSource, StopReason};
+use b24_local::runner::{FilterCriteria, SqsSource, StopReason};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
+/// Creates the queue; its URL and ARN.
 async fn queue(
     c: &AwsClients,
     name: &str,
     attrs: &[(QueueAttributeName, &str)],
 ) -> (String, String) {
-    let mut req = c.sqs.create_queue().queue_name(name);
-    for (k, v) in attrs {
-        req = req.attributes(k.clone(), *v);
-    }
-    let url = req
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url
-        .expect("url");
+    let url = create_queue(c, name, attrs).await;
     let arn = c
         .sqs
         .get_queue_attributes()
@@ -70,8 +61,12 @@ async fn send(c: &AwsClients, url: &str, body: &str) -> String {
         .expect("id")
 }
 
-fn runner(c: &AwsClients, f: &FakeFunction, src: SqsSource) -> Runner {
-    Runner::new(c.clone(), Arc::new(HttpInvoker::new(&f.url))).source(src)
+/// The bodies of `records`.
+fn bodies(records: &[Value]) -> Vec<&str> {
+    records
+        .iter()
+        .map(|r| r["body"].as_str().expect("body"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,12 +186,8 @@ async fn sqs_fifo_event_has_group_dedup_and_sequence() {
             .run_until_idle(Duration::from_millis(1500), Duration::from_secs(30))
             .await
             .expect("run");
-        let records: Vec<Value> = f.batches().into_iter().flatten().collect();
-        let bodies: Vec<&str> = records
-            .iter()
-            .map(|r| r["body"].as_str().expect("body"))
-            .collect();
-        assert_eq!(bodies, ["first", "second"]);
+        let records = f.records();
+        assert_eq!(bodies(&records), ["first", "second"]);
         for (r, dedup) in records.iter().zip(["d1", "d2"]) {
             assert_eq!(
                 keys(&r["attributes"]),
@@ -263,11 +254,7 @@ async fn sqs_partial_batch_failure_deletes_only_successes() {
         .expect("run");
         let batches = f.batches();
         assert_eq!(batches.len(), 2, "{batches:?}");
-        let first: Vec<&str> = batches[0]
-            .iter()
-            .map(|r| r["body"].as_str().expect("body"))
-            .collect();
-        let mut sorted = first.clone();
+        let mut sorted = bodies(&batches[0]);
         sorted.sort();
         assert_eq!(sorted, ["a", "b", "c"]);
         // Only the failed message came back, after the queue's 1 s visibility timeout.
@@ -389,7 +376,7 @@ async fn sqs_filters_delete_non_matching_messages() {
         .run_until_idle(Duration::from_millis(1500), Duration::from_secs(30))
         .await
         .expect("run");
-        let records: Vec<Value> = f.batches().into_iter().flatten().collect();
+        let records = f.records();
         assert_eq!(records.len(), 1);
         assert_eq!(records[0]["body"], r#"{"kind":"job","n":3}"#);
         let s = &report.sources[0];

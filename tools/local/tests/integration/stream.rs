@@ -1,14 +1,13 @@
 //! The DynamoDB Streams event source against DynamoDB Local (on-failure queue on moto).
 
-use crate::support::{bounded, clients, keys, shape, unique, FakeFunction, Reply};
-use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue as Av, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, StreamSpecification, StreamViewType,
+use crate::support::{
+    self, bounded, clients, create_queue, create_table, keys, shape, unique, FakeFunction, Reply,
 };
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue as Av, StreamViewType};
 use b24_local::aws::AwsClients;
 use b24_local::runner::{
-    invoker_fn, FilterCriteria, HttpInvoker, InvokeOutcome, Runner, StartingPosition, StopReason,
+    invoker_fn, FilterCriteria, InvokeOutcome, RunReport, Runner, StartingPosition, StopReason,
     StreamSource,
 };
 use serde_json::{json, Value};
@@ -18,42 +17,14 @@ use std::time::Duration;
 
 /// A table with `pk`/`sk` string keys and a NEW_AND_OLD_IMAGES stream; returns the stream ARN.
 async fn table(c: &AwsClients, name: &str) -> String {
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("attribute")
-    };
-    let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-            .expect("key")
-    };
-    let out = c
-        .dynamodb
-        .create_table()
-        .table_name(name)
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .billing_mode(BillingMode::PayPerRequest)
-        .stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewAndOldImages)
-                .build()
-                .expect("stream"),
-        )
-        .send()
-        .await
-        .expect("create table");
-    out.table_description
-        .and_then(|t| t.latest_stream_arn)
-        .expect("stream arn")
+    create_table(
+        &c.dynamodb,
+        name,
+        &["pk", "sk"],
+        Some(StreamViewType::NewAndOldImages),
+    )
+    .await
+    .expect("stream arn")
 }
 
 fn s(v: &str) -> Av {
@@ -85,12 +56,19 @@ async fn put_n(
 }
 
 fn runner(c: &AwsClients, f: &FakeFunction, src: StreamSource) -> Runner {
-    Runner::new(c.clone(), Arc::new(HttpInvoker::new(&f.url)))
-        .source(src.poll_interval(Duration::from_millis(100)))
+    support::runner(c, f, src.poll_interval(Duration::from_millis(100)))
 }
 
 const IDLE: Duration = Duration::from_millis(1200);
 const MAX: Duration = Duration::from_secs(40);
+
+/// Runs `src` against `f` until idle.
+async fn run(c: &AwsClients, f: &FakeFunction, src: StreamSource) -> RunReport {
+    runner(c, f, src)
+        .run_until_idle(IDLE, MAX)
+        .await
+        .expect("run")
+}
 
 fn sk_of(r: &Value) -> String {
     let d = &r["dynamodb"];
@@ -121,6 +99,51 @@ fn documented_example() -> Value {
          "eventSourceARN": "arn:aws:dynamodb:us-east-2:123456789012:table/my-table/stream/2024-06-10T19:26:16.525",
          "eventSource": "aws:dynamodb"}
     ]})
+}
+
+/// The `sk` of every record, batch by batch.
+fn sks(f: &FakeFunction) -> Vec<Vec<String>> {
+    f.batches()
+        .iter()
+        .map(|b| b.iter().map(sk_of).collect())
+        .collect()
+}
+
+/// (`eventName`, `sk`) of each record.
+fn events(recs: &[Value]) -> Vec<(String, String)> {
+    recs.iter()
+        .map(|r| {
+            (
+                r["eventName"].as_str().unwrap_or_default().to_string(),
+                sk_of(r),
+            )
+        })
+        .collect()
+}
+
+/// `pairs` as owned strings, to compare with [`events`].
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// The on-failure records in `dlq` (one ReceiveMessage of at most `max`).
+async fn on_failure_records(c: &AwsClients, dlq: &str, max: i32) -> Vec<Value> {
+    c.sqs
+        .receive_message()
+        .queue_url(dlq)
+        .max_number_of_messages(max)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default()
+        .iter()
+        .map(|m| serde_json::from_str(m.body.as_deref().expect("body")).expect("json"))
+        .collect()
 }
 
 /// The key set of `v` and of its `dynamodb` object, sorted.
@@ -170,7 +193,7 @@ async fn stream_event_shape_for_insert_modify_remove() {
         c.dynamodb.delete_item().table_name(&t).key("pk", s("p1")).key("sk", s("s1")).send().await.expect("delete");
 
         let f = FakeFunction::start(|_, _| Reply::Ok(Value::Null)).await;
-        let report = runner(&c, &f, StreamSource::table(&t, "fn-shape")).run_until_idle(IDLE, MAX).await.expect("run");
+        let report = run(&c, &f, StreamSource::table(&t, "fn-shape")).await;
         assert_eq!(report.stop, StopReason::Idle);
         let calls = f.calls();
         assert_eq!(calls.len(), 1, "one batch of three");
@@ -265,20 +288,9 @@ async fn stream_filters_drop_non_matching_records() {
         ]))
         .expect("filters");
         let f = FakeFunction::start(|_, _| Reply::Ok(json!({}))).await;
-        let report = runner(&c, &f, StreamSource::table(&t, "fn-filter").filters(filters))
-            .run_until_idle(IDLE, MAX)
-            .await
-            .expect("run");
-        let got: Vec<(String, String)> = f
-            .batches()
-            .into_iter()
-            .flatten()
-            .map(|r| (r["eventName"].as_str().unwrap_or_default().to_string(), sk_of(&r)))
-            .collect();
-        let want: Vec<(String, String)> = [("INSERT", "m1"), ("INSERT", "vip#1"), ("REMOVE", "s1")]
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
+        let report = run(&c, &f, StreamSource::table(&t, "fn-filter").filters(filters)).await;
+        let got = events(&f.records());
+        let want = owned(&[("INSERT", "m1"), ("INSERT", "vip#1"), ("REMOVE", "s1")]);
         assert_eq!(got, want);
         let s = &report.sources[0];
         assert_eq!((s.records_received, s.records_filtered), (7, 4));
@@ -310,11 +322,8 @@ async fn stream_partial_failure_is_retried_from_the_failed_sequence_number() {
             }
         })
         .await;
-        let report = runner(&c, &f, StreamSource::table(&t, "fn-partial").report_batch_item_failures(true))
-            .run_until_idle(IDLE, MAX)
-            .await
-            .expect("run");
-        let batches: Vec<Vec<String>> = f.batches().iter().map(|b| b.iter().map(sk_of).collect()).collect();
+        let report = run(&c, &f, StreamSource::table(&t, "fn-partial").report_batch_item_failures(true)).await;
+        let batches = sks(&f);
         assert_eq!(batches, [vec!["r0", "r1", "r2", "r3", "r4"], vec!["r2", "r3", "r4"]]);
         let s = &report.sources[0];
         assert_eq!((s.invocations, s.item_failures, s.discarded), (2, 2, 0));
@@ -328,7 +337,7 @@ async fn stream_bisect_and_bounded_retries_end_in_an_on_failure_record() {
         let c = clients();
         let t = unique("bisect");
         let arn = table(&c, &t).await;
-        let dlq = c.sqs.create_queue().queue_name(unique("onfail")).send().await.expect("queue").queue_url.expect("url");
+        let dlq = create_queue(&c, &unique("onfail"), &[]).await;
         put_n(&c, &t, 4, |i| if i == 2 { vec![("poison", Av::Bool(true))] } else { vec![] }).await;
         let f = FakeFunction::start(|ev, _| {
             let poisoned = ev["Records"]
@@ -339,15 +348,13 @@ async fn stream_bisect_and_bounded_retries_end_in_an_on_failure_record() {
             if poisoned { Reply::Error("Poison") } else { Reply::Ok(json!({})) }
         })
         .await;
-        let report = runner(
+        let report = run(
             &c,
             &f,
             StreamSource::table(&t, "fn-bisect").bisect(true).max_retries(Some(1)).on_failure_queue_url(&dlq),
         )
-        .run_until_idle(IDLE, MAX)
-        .await
-        .expect("run");
-        let batches: Vec<Vec<String>> = f.batches().iter().map(|b| b.iter().map(sk_of).collect()).collect();
+        .await;
+        let batches = sks(&f);
         assert_eq!(
             batches,
             [
@@ -362,9 +369,9 @@ async fn stream_bisect_and_bounded_retries_end_in_an_on_failure_record() {
         let s = &report.sources[0];
         assert_eq!((s.invocations, s.function_errors, s.discarded, s.on_failure_sent), (6, 4, 1, 1));
 
-        let msgs = c.sqs.receive_message().queue_url(&dlq).max_number_of_messages(10).wait_time_seconds(1).send().await.expect("receive").messages.unwrap_or_default();
+        let mut msgs = on_failure_records(&c, &dlq, 10).await;
         assert_eq!(msgs.len(), 1);
-        let rec: Value = serde_json::from_str(msgs[0].body.as_deref().expect("body")).expect("json");
+        let rec = msgs.remove(0);
         let r2 = f.batches()[3][0].clone();
         let seq = r2["dynamodb"]["SequenceNumber"].clone();
         let shard = c
@@ -426,43 +433,24 @@ async fn stream_records_older_than_the_maximum_age_go_to_the_destination() {
         let c = clients();
         let t = unique("age");
         table(&c, &t).await;
-        let dlq = c
-            .sqs
-            .create_queue()
-            .queue_name(unique("aged"))
-            .send()
-            .await
-            .expect("queue")
-            .queue_url
-            .expect("url");
+        let dlq = create_queue(&c, &unique("aged"), &[]).await;
         put_n(&c, &t, 3, |_| vec![]).await;
         tokio::time::sleep(Duration::from_millis(2100)).await;
         let f = FakeFunction::start(|_, _| Reply::Ok(json!({}))).await;
-        let report = runner(
+        let report = run(
             &c,
             &f,
             StreamSource::table(&t, "fn-age")
                 .max_record_age(Some(Duration::from_secs(1)))
                 .on_failure_queue_url(&dlq),
         )
-        .run_until_idle(IDLE, MAX)
-        .await
-        .expect("run");
+        .await;
         assert!(f.calls().is_empty());
         assert_eq!(report.sources[0].discarded, 3);
-        let msgs = c
-            .sqs
-            .receive_message()
-            .queue_url(&dlq)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("receive")
-            .messages
-            .unwrap_or_default();
+        // At most 1: ReceiveMessage's default.
+        let mut msgs = on_failure_records(&c, &dlq, 1).await;
         assert_eq!(msgs.len(), 1);
-        let rec: Value =
-            serde_json::from_str(msgs[0].body.as_deref().expect("body")).expect("json");
+        let rec = msgs.remove(0);
         assert_eq!(rec["requestContext"]["condition"], "RecordAgeExceeded");
         assert_eq!(rec["requestContext"]["approximateInvokeCount"], 0);
         assert!(rec.get("responseContext").is_none());
@@ -491,19 +479,17 @@ async fn stream_latest_skips_older_records_trim_horizon_reads_them() {
         put(&c, &t, vec![("pk", s("p")), ("sk", s("new0"))]).await;
         let report = handle.until_idle(IDLE, MAX).await;
         assert_eq!(report.stop, StopReason::Idle);
-        let got: Vec<String> = latest.batches().iter().flatten().map(sk_of).collect();
+        let got: Vec<String> = latest.records().iter().map(sk_of).collect();
         assert_eq!(got, ["new0"]);
 
         let trim = FakeFunction::start(|_, _| Reply::Ok(json!({}))).await;
-        runner(
+        run(
             &c,
             &trim,
             StreamSource::table(&t, "fn-trim").starting_position(StartingPosition::TrimHorizon),
         )
-        .run_until_idle(IDLE, MAX)
-        .await
-        .expect("run");
-        let got: Vec<String> = trim.batches().iter().flatten().map(sk_of).collect();
+        .await;
+        let got: Vec<String> = trim.records().iter().map(sk_of).collect();
         assert_eq!(got, ["old0", "old1", "new0"]);
     })
     .await;
@@ -517,10 +503,7 @@ async fn stream_batches_respect_the_batch_size() {
         table(&c, &t).await;
         put_n(&c, &t, 7, |_| vec![]).await;
         let f = FakeFunction::start(|_, _| Reply::Ok(json!({}))).await;
-        runner(&c, &f, StreamSource::table(&t, "fn-size").batch_size(3))
-            .run_until_idle(IDLE, MAX)
-            .await
-            .expect("run");
+        run(&c, &f, StreamSource::table(&t, "fn-size").batch_size(3)).await;
         let sizes: Vec<usize> = f.batches().iter().map(Vec::len).collect();
         assert_eq!(sizes, [3, 3, 1]);
     })
@@ -544,14 +527,12 @@ async fn stream_invoke_errors_are_retried_without_using_retry_attempts() {
             }
         })
         .await;
-        let report = runner(
+        let report = run(
             &c,
             &f,
             StreamSource::table(&t, "fn-throttle").max_retries(Some(0)),
         )
-        .run_until_idle(IDLE, MAX)
-        .await
-        .expect("run");
+        .await;
         let s = &report.sources[0];
         assert_eq!((s.invoke_errors, s.invocations, s.discarded), (2, 1, 0));
         assert_eq!(f.calls().len(), 3);
@@ -641,31 +622,17 @@ async fn stream_delivers_empty_maps_as_m() {
             .expect("delete");
 
         let f = FakeFunction::start(|_, _| Reply::Ok(json!({}))).await;
-        let report = runner(&c, &f, StreamSource::table(&t, "fn-empty-map"))
-            .run_until_idle(IDLE, MAX)
-            .await
-            .expect("run");
+        let report = run(&c, &f, StreamSource::table(&t, "fn-empty-map")).await;
         assert_eq!(report.stop, StopReason::Idle);
-        let recs: Vec<Value> = f.batches().into_iter().flatten().collect();
-        let got: Vec<(String, String)> = recs
-            .iter()
-            .map(|r| {
-                (
-                    r["eventName"].as_str().unwrap_or_default().to_string(),
-                    sk_of(r),
-                )
-            })
-            .collect();
-        let want: Vec<(String, String)> = [
+        let recs = f.records();
+        let got = events(&recs);
+        let want = owned(&[
             ("INSERT", "top"),
             ("INSERT", "nested"),
             ("INSERT", "list"),
             ("MODIFY", "top"),
             ("REMOVE", "list"),
-        ]
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
+        ]);
         assert_eq!(got, want);
         let m = json!({"M": {}});
         let nested_json = json!({"M": {"inner": {"M": {}}}});

@@ -1,6 +1,12 @@
 //! Test support: a fake Invoke API endpoint, clients for the shared servers, helpers.
 
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    StreamSpecification, StreamViewType,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
 use b24_local::aws::{AwsClients, AwsEnv, Endpoints};
+use b24_local::runner::{HttpInvoker, Runner, Source};
 use b24_local::{shared_ddb_endpoint, shared_moto_endpoint};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -122,6 +128,11 @@ impl FakeFunction {
             .map(|c| c.event["Records"].as_array().cloned().unwrap_or_default())
             .collect()
     }
+
+    /// The `Records` of every call, one after the other.
+    pub fn records(&self) -> Vec<Value> {
+        self.batches().into_iter().flatten().collect()
+    }
 }
 
 impl Drop for FakeFunction {
@@ -145,6 +156,73 @@ pub fn clients() -> AwsClients {
             streams: None,
         },
     )
+}
+
+/// A runner for `src` that invokes through `f`'s Invoke API.
+pub fn runner(c: &AwsClients, f: &FakeFunction, src: impl Into<Source>) -> Runner {
+    Runner::new(c.clone(), Arc::new(HttpInvoker::new(&f.url))).source(src)
+}
+
+/// Creates the queue `name` with `attrs`; its URL.
+pub async fn create_queue(
+    c: &AwsClients,
+    name: &str,
+    attrs: &[(QueueAttributeName, &str)],
+) -> String {
+    let mut req = c.sqs.create_queue().queue_name(name);
+    for (k, v) in attrs {
+        req = req.attributes(k.clone(), *v);
+    }
+    req.send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("url")
+}
+
+/// Creates the on-demand table `name` with string keys `keys` (hash, then range if given) and,
+/// with `stream`, a stream of that view type; its latest stream ARN.
+pub async fn create_table(
+    c: &aws_sdk_dynamodb::Client,
+    name: &str,
+    keys: &[&str],
+    stream: Option<StreamViewType>,
+) -> Option<String> {
+    let mut req = c
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (k, key_type) in keys.iter().zip([KeyType::Hash, KeyType::Range]) {
+        req = req
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(*k)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("attribute"),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(*k)
+                    .key_type(key_type)
+                    .build()
+                    .expect("key"),
+            );
+    }
+    if let Some(view) = stream {
+        req = req.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(view)
+                .build()
+                .expect("stream"),
+        );
+    }
+    req.send()
+        .await
+        .expect("create table")
+        .table_description
+        .and_then(|t| t.latest_stream_arn)
 }
 
 /// A unique resource name.
