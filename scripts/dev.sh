@@ -3,7 +3,7 @@
 # starts the official DynamoDB Local on 127.0.0.1, creates the table from the code's schema,
 # serves the real functions with `cargo lambda watch` on 127.0.0.1 (reloading on code changes),
 # runs the event-source runner that plays the template's stream/queue mappings
-# (scripts/runner.json), prints the URLs and a command that sends a real event. Ctrl-C stops
+# (scripts/runner.json: purge and outbox on the stream, redrive on the parked queue), prints the URLs and a command that sends a real event. Ctrl-C stops
 # everything.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,6 +15,8 @@ trap 'stack_stop' EXIT
 LAMBDA_PORT="${LAMBDA_PORT:-9000}"
 STACK_WAIT_SECONDS=900
 export DDB_PORT="${DDB_PORT:-8000}"
+# moto's own default port: `b24-events changes` finds dev-changes.fifo there without arguments.
+export MOTO_PORT="${MOTO_PORT:-5000}"
 # On disk, so the table survives `make ddb-stop` / `make ddb-start` (and the next `make dev`).
 export DDB_DATA_DIR="${DDB_DATA_DIR:-$PWD/.dev/dev/ddb-data}"
 stack_start dev
@@ -25,6 +27,8 @@ cat <<MSG
   SQS (moto): $SQS_ENDPOINT
     parked queue      $PARKED_QUEUE_URL
     parked DLQ        $PARKED_DLQ_URL
+    changes (FIFO)    $CHANGES_QUEUE_URL
+    changes DLQ       $CHANGES_DLQ_URL
 
     POST $URL_messages
     POST $URL_dialogs
@@ -39,6 +43,10 @@ cat <<MSG
   See the portal's records:
 
     AWS_ENDPOINT_URL=$DDB_ENDPOINT TABLE_NAME=$TABLE_NAME AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local target/debug/b24-state dump --member-id demo-portal
+
+  Follow the change feed (what your adapter receives, one b24.change.v1 JSON per line):
+
+    target/debug/b24-events changes --follow
 
   Try the parking path: \`make ddb-stop\`, send the message again (→ 202 {"outcome":"parked"}),
   \`make ddb-start\`, and watch the redrive apply it (runner.log, then the dump above).

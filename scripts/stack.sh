@@ -1,5 +1,5 @@
 # Shared by scripts/dev.sh and scripts/e2e.sh (sourced, not run): the local stack is DynamoDB
-# Local and moto's server (SQS) on 127.0.0.1 (started by `b24-local ddb` / `b24-local moto`),
+# Local and moto's server (SQS: parked, changes.fifo and their DLQs) on 127.0.0.1 (started by `b24-local ddb` / `b24-local moto`),
 # the real function binaries served by `cargo lambda watch` on 127.0.0.1, and `b24-local run`,
 # which plays the event source mappings of template.yaml (scripts/runner.json) against them.
 # `stack_stop` stops everything `stack_start` started, by pid.
@@ -81,15 +81,29 @@ dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["A
 parked = sqs.create_queue(QueueName=f"{stack}-parked", Attributes={
     "MessageRetentionPeriod": "1209600", "VisibilityTimeout": "60",
     "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "30"})})["QueueUrl"]
-print(parked, dlq)
+# The change feed: changes.fifo (deduplicated by the change id, ordered per message group) with
+# its FIFO DLQ, and the outbox mapping's on-failure queue.
+changes_dlq = sqs.create_queue(QueueName=f"{stack}-changes-dlq.fifo", Attributes={
+    "FifoQueue": "true", "MessageRetentionPeriod": "1209600"})["QueueUrl"]
+changes_dlq_arn = sqs.get_queue_attributes(QueueUrl=changes_dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+changes = sqs.create_queue(QueueName=f"{stack}-changes.fifo", Attributes={
+    "FifoQueue": "true", "ContentBasedDeduplication": "false",
+    "DeduplicationScope": "messageGroup", "FifoThroughputLimit": "perMessageGroupId",
+    "MessageRetentionPeriod": "1209600", "VisibilityTimeout": "60",
+    "RedrivePolicy": json.dumps({"deadLetterTargetArn": changes_dlq_arn, "maxReceiveCount": "20"})})["QueueUrl"]
+failures = sqs.create_queue(QueueName=f"{stack}-outbox-failures",
+                            Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+print(parked, dlq, changes, changes_dlq, failures)
 PY
 )" || { stack_log "creating the queues on $SQS_ENDPOINT failed"; return 1; }
-  PARKED_QUEUE_URL="${queues%% *}"; PARKED_DLQ_URL="${queues##* }"
-  stack_log "moto (SQS) on $SQS_ENDPOINT; parked queue $PARKED_QUEUE_URL"
+  read -r PARKED_QUEUE_URL PARKED_DLQ_URL CHANGES_QUEUE_URL CHANGES_DLQ_URL OUTBOX_FAILURES_QUEUE_URL <<<"$queues"
+  export CHANGES_QUEUE_URL
+  stack_log "moto (SQS) on $SQS_ENDPOINT; parked queue $PARKED_QUEUE_URL; changes $CHANGES_QUEUE_URL"
 
   cat >"$STACK_DIR/functions.env" <<ENV
 TABLE_NAME=$TABLE_NAME
 PARKED_QUEUE_URL=$PARKED_QUEUE_URL
+CHANGES_QUEUE_URL=$CHANGES_QUEUE_URL
 AWS_ENDPOINT_URL=$DDB_ENDPOINT
 AWS_ENDPOINT_URL_DYNAMODB=$DDB_ENDPOINT
 AWS_ENDPOINT_URL_SQS=$SQS_ENDPOINT
@@ -125,7 +139,7 @@ ENV
     done
   done
   # The stream and queue consumers: an empty batch builds and starts each once.
-  for f in purge redrive; do
+  for f in purge outbox redrive; do
     until code="$(curl -s -o /dev/null -w '%{http_code}' -X POST -d '{"Records":[]}' \
         "http://127.0.0.1:$LAMBDA_PORT/2015-03-31/functions/b24-fn-$f/invocations" --max-time 600)" && [[ "$code" == 200 ]]; do
       if ((SECONDS > deadline)); then stack_log "function $f did not come up ($code)"; return 1; fi
@@ -136,6 +150,7 @@ ENV
 
   LAMBDA_INVOKE_URL="http://127.0.0.1:$LAMBDA_PORT" DDB_ENDPOINT="$DDB_ENDPOINT" TABLE_NAME="$TABLE_NAME" \
     SQS_ENDPOINT="$SQS_ENDPOINT" PARKED_QUEUE_URL="$PARKED_QUEUE_URL" \
+    OUTBOX_FAILURES_QUEUE_URL="$OUTBOX_FAILURES_QUEUE_URL" \
     AWS_ENDPOINT_URL_DYNAMODB="$DDB_ENDPOINT" AWS_ENDPOINT_URL_SQS="$SQS_ENDPOINT" \
     "$B24_LOCAL" run --config "$ROOT/scripts/runner.json" >"$STACK_DIR/runner.out" 2>"$STACK_DIR/runner.log" </dev/null &
   echo $! >"$STACK_DIR/runner.pid"

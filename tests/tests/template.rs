@@ -812,6 +812,19 @@ fn expected_grants(binary: &str) -> BTreeMap<(String, String), BTreeSet<String>>
                 ]),
             );
         }
+        "b24-fn-outbox" => {
+            // GetItem: the portal's domain for the changes of its other records.
+            m.insert((table.clone(), "Arn".into()), set(&["dynamodb:GetItem"]));
+            m.insert((table, "StreamArn".into()), set(STREAM_READ_ACTIONS));
+            m.insert(
+                ("ChangesQueue".into(), "Arn".into()),
+                set(&["sqs:SendMessage"]),
+            );
+            m.insert(
+                ("OutboxFailuresQueue".into(), "Arn".into()),
+                set(&["sqs:SendMessage"]),
+            );
+        }
         b if Family::ALL.iter().any(|f| binary_name(*f) == b) => {
             m.insert((table, "Arn".into()), set(WEBHOOK_ACTIONS));
             m.insert(
@@ -840,6 +853,19 @@ fn least_privilege_for_every_function() {
             let statements = get(policy, "Statement")
                 .unwrap_or_else(|| panic!("{id}: policy {policy:?} must be an inline document"));
             for st in as_list(statements) {
+                // A conditional statement (`!If [Cond, statement, !Ref AWS::NoValue]`) is checked
+                // by the test of its condition; with the defaults it must be absent.
+                if let Some((f, args)) = intrinsic(st) {
+                    assert_eq!(f, "Fn::If", "{id}: statement {st:?}");
+                    let args = args.as_sequence().expect("!If arguments");
+                    let cond = args[0].as_str().expect("condition name");
+                    assert!(
+                        !condition(cond, &BTreeMap::new()),
+                        "{id}: {cond} is off by default"
+                    );
+                    assert_eq!(ref_target(&args[2]), Some("AWS::NoValue"), "{id}: {cond}");
+                    continue;
+                }
                 assert_eq!(get(st, "Effect").and_then(s), Some("Allow"), "{id}: Effect");
                 let resources = as_list(at(st, &["Resource"]));
                 assert_eq!(resources.len(), 1, "{id}: one resource per statement");
@@ -1002,17 +1028,17 @@ fn filters_of(id: &str, props: &Value) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[test]
-fn the_purge_function_consumes_the_stream_as_the_code_expects() {
-    let (id, f) = functions()["b24-fn-purge"];
+/// Checks the stream event source of `binary` against the code's `filter` and the local
+/// runner's source; returns the mapping's properties.
+fn check_stream_consumer(binary: &str, filter: &str, max_retries: i64) -> Value {
+    let (id, f) = functions()[binary];
     let props = stream_source(id, f);
     assert_eq!(
         getatt(at(&props, &["Stream"])),
         Some((table_id().to_string(), "StreamArn".to_string())),
         "{id}: the table's stream"
     );
-    let want: serde_json::Value =
-        serde_json::from_str(b24_consumers::purge::STREAM_FILTER).expect("code filter is JSON");
+    let want: serde_json::Value = serde_json::from_str(filter).expect("code filter is JSON");
     assert_eq!(
         filters_of(id, &props),
         vec![want],
@@ -1033,7 +1059,10 @@ fn the_purge_function_consumes_the_stream_as_the_code_expects() {
     let retries = scalar_string(at(&props, &["MaximumRetryAttempts"]))
         .and_then(|r| r.parse::<i64>().ok())
         .expect("MaximumRetryAttempts");
-    assert!((0..=100).contains(&retries), "{id}: bounded retries");
+    assert!(
+        (0..=max_retries).contains(&retries),
+        "{id}: bounded retries ({retries})"
+    );
     assert_eq!(
         at(&props, &["StartingPosition"]).as_str(),
         Some("TRIM_HORIZON"),
@@ -1059,8 +1088,8 @@ fn the_purge_function_consumes_the_stream_as_the_code_expects() {
         .as_array()
         .expect("sources")
         .iter()
-        .find(|src| src["function"] == "b24-fn-purge")
-        .expect("a runner source for b24-fn-purge");
+        .find(|src| src["function"] == binary)
+        .unwrap_or_else(|| panic!("a runner source for {binary}"));
     let local_filters: Vec<serde_json::Value> = local["filters"]
         .as_array()
         .expect("filters")
@@ -1077,6 +1106,129 @@ fn the_purge_function_consumes_the_stream_as_the_code_expects() {
     );
     assert_eq!(local["report_batch_item_failures"], true);
     assert_eq!(local["bisect"], true);
+    assert_eq!(
+        local["starting_position"], "TRIM_HORIZON",
+        "{binary}: the runner starts where the mapping does"
+    );
+    props
+}
+
+#[test]
+fn the_purge_function_consumes_the_stream_as_the_code_expects() {
+    check_stream_consumer("b24-fn-purge", b24_consumers::purge::STREAM_FILTER, 100);
+}
+
+#[test]
+fn the_outbox_publishes_the_stream_to_a_durable_fifo_change_feed() {
+    // Retries are bounded by the record age (the stream's own 24 h retention): a change is
+    // never given up while the queue may still come back.
+    let props = check_stream_consumer(
+        "b24-fn-outbox",
+        b24_consumers::outbox::STREAM_FILTER,
+        10_000,
+    );
+    let age = number(at(&props, &["MaximumRecordAgeInSeconds"]));
+    assert!((3_600..=86_400).contains(&age), "record age {age}");
+    assert_eq!(
+        number(at(&props, &["ParallelizationFactor"])),
+        1,
+        "one batch per shard at a time keeps the stream order"
+    );
+    assert_eq!(
+        getatt(at(
+            &props,
+            &["DestinationConfig", "OnFailure", "Destination"]
+        )),
+        Some(("OutboxFailuresQueue".to_string(), "Arn".to_string()))
+    );
+    // The feed: FIFO, deduplicated by the change id the code sets, encrypted, durable, with a
+    // FIFO DLQ.
+    let q = queue_props("ChangesQueue");
+    assert_eq!(at(q, &["FifoQueue"]).as_bool(), Some(true));
+    assert_eq!(
+        at(q, &["ContentBasedDeduplication"]).as_bool(),
+        Some(false),
+        "the change id is the deduplication id"
+    );
+    assert_eq!(at(q, &["SqsManagedSseEnabled"]).as_bool(), Some(true));
+    assert_eq!(number(at(q, &["MessageRetentionPeriod"])), 14 * 86_400);
+    assert!(
+        sub_string(at(q, &["QueueName"])).is_some_and(|n| n.ends_with("changes.fifo")),
+        "the queue is named changes.fifo"
+    );
+    let dlq = getatt(at(q, &["RedrivePolicy", "deadLetterTargetArn"])).expect("DLQ");
+    assert_eq!(dlq.1, "Arn");
+    assert_eq!(
+        at(queue_props(&dlq.0), &["FifoQueue"]).as_bool(),
+        Some(true)
+    );
+    // The function publishes to the queue the template made, on the bus only when configured.
+    let (id, f) = functions()["b24-fn-outbox"];
+    let fp = effective_properties(f);
+    let vars = at(&fp, &["Environment", "Variables"]);
+    assert_eq!(
+        ref_target(at(vars, &["CHANGES_QUEUE_URL"])),
+        Some("ChangesQueue")
+    );
+    let off = environment(f, &BTreeMap::new());
+    assert_eq!(
+        off.get("CHANGES_EVENT_BUS").map(String::as_str),
+        Some(""),
+        "{id}"
+    );
+    let on = environment(
+        f,
+        &BTreeMap::from([("ChangesEventBusName", "vendor-bus".to_string())]),
+    );
+    assert_eq!(
+        on.get("CHANGES_EVENT_BUS").map(String::as_str),
+        Some("vendor-bus")
+    );
+    // With a bus: exactly PutEvents on that bus.
+    let statements: Vec<&Value> = as_list(at(&fp, &["Policies"]))
+        .into_iter()
+        .flat_map(|p| as_list(at(p, &["Statement"])))
+        .filter_map(|st| intrinsic(st).map(|(_, args)| args))
+        .collect();
+    assert_eq!(statements.len(), 1, "{id}: one conditional statement");
+    let args = statements[0].as_sequence().expect("!If");
+    assert_eq!(args[0].as_str(), Some("HasChangesBus"));
+    assert!(condition(
+        "HasChangesBus",
+        &BTreeMap::from([("ChangesEventBusName", "vendor-bus".to_string())])
+    ));
+    let st = &args[1];
+    let actions: Vec<_> = as_list(at(st, &["Action"]))
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(actions, ["events:PutEvents"]);
+    let arn = sub_string(at(st, &["Resource"])).expect("!Sub bus ARN");
+    assert!(arn.ends_with(":event-bus/${ChangesEventBusName}"), "{arn}");
+    // Alarms: iterator age, the on-failure queue and the changes DLQ.
+    let alarms = resources_of_type("AWS::CloudWatch::Alarm");
+    let has = |metric: &str, dim: &str, target: (&str, &str)| {
+        alarms.iter().any(|(_, a)| {
+            let p = at(a, &["Properties"]);
+            get(p, "MetricName").and_then(s) == Some(metric)
+                && dimensions(p).iter().any(|(k, v)| {
+                    k == dim
+                        && (getatt(v) == Some((target.0.to_string(), target.1.to_string()))
+                            || (target.1.is_empty() && ref_target(v) == Some(target.0)))
+                })
+        })
+    };
+    assert!(has("IteratorAge", "FunctionName", ("OutboxFunction", "")));
+    assert!(has(
+        "ApproximateNumberOfMessagesVisible",
+        "QueueName",
+        ("OutboxFailuresQueue", "QueueName")
+    ));
+    assert!(has(
+        "ApproximateNumberOfMessagesVisible",
+        "QueueName",
+        ("ChangesDeadLetterQueue", "QueueName")
+    ));
 }
 
 // ------------------------------------------------------------------------------------------

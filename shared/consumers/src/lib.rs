@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod outbox;
 pub mod purge;
 pub mod redrive;
 
@@ -21,4 +22,19 @@ pub fn budget_until(deadline_ms: u64, reserve: Duration, floor: Duration) -> Ins
         .unwrap_or(0);
     let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
     Instant::now() + left.saturating_sub(reserve).max(floor)
+}
+
+/// An AWS SDK error as a short reason for logs: the service's error code, or what failed in
+/// transport. Never the request (it may carry message bodies).
+pub fn sdk_reason<E: aws_sdk_sqs::error::ProvideErrorMetadata, R>(
+    e: &aws_sdk_sqs::error::SdkError<E, R>,
+) -> String {
+    match e.as_service_error() {
+        Some(s) => s.code().unwrap_or("service error").to_string(),
+        None => match e {
+            aws_sdk_sqs::error::SdkError::TimeoutError(_) => "timeout".into(),
+            aws_sdk_sqs::error::SdkError::DispatchFailure(_) => "connection failed".into(),
+            _ => "unreadable response".into(),
+        },
+    }
 }

@@ -4,8 +4,11 @@
 //! - `b24-events decode --lines FILE` decodes one body per line, one JSON object per line.
 //! - `b24-events encode [FILE|-]` turns a wire-shaped JSON event into a PHP form body.
 //! - `b24-events send --url URL --event CODE ...` POSTs a realistic event to a handler.
+//! - `b24-events changes [--queue-url URL] [--wait S] [--follow]` prints the change feed.
 //!
 //! Exit codes: 0 success; 1 `send` got a non-2xx answer; 2 usage, input or connection error.
+
+mod changes;
 
 use b24_events::{decode, encode, Event, EventKind};
 use b24_fixtures::Fixture;
@@ -52,6 +55,24 @@ enum Command {
     /// Prints `<status> <answer body>`; exit 0 on 2xx, 1 on another status, 2 on a usage or
     /// connection error. Tokens are never printed, except by --print-body.
     Send(SendArgs),
+    /// Print the change feed: one b24.change.v1 JSON object per line, deleting what was printed.
+    ///
+    /// Against `make dev` no argument is needed. Against AWS, pass the stack's ChangesQueueUrl
+    /// output (the standard AWS credential chain is used).
+    Changes {
+        /// The changes.fifo queue (default: $CHANGES_QUEUE_URL, else make dev's queue).
+        #[arg(long, value_name = "URL", env = "CHANGES_QUEUE_URL", default_value = changes::DEV_QUEUE_URL)]
+        queue_url: String,
+        /// Stop after this many seconds without a new change.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+        wait: u64,
+        /// Keep printing changes as they arrive (until interrupted).
+        #[arg(long)]
+        follow: bool,
+        /// Stop after printing this many changes.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -125,6 +146,18 @@ fn main() -> ExitCode {
         } => run_decode(content_type.as_deref(), lines, file),
         Command::Encode { file } => run_encode(file),
         Command::Send(args) => run_send(&args),
+        Command::Changes {
+            queue_url,
+            wait,
+            follow,
+            limit,
+        } => changes::run(&changes::Options {
+            queue_url,
+            wait: Duration::from_secs(wait),
+            follow,
+            limit,
+        })
+        .map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -183,6 +183,17 @@ impl Config {
     }
 }
 
+/// A required setting of a consumer from the process environment (trimmed, non-empty).
+pub fn required_var(k: &'static str, why: &str) -> Result<String, ConfigError> {
+    Vars(|k: &str| std::env::var(k).ok()).required(k, why)
+}
+
+/// An optional setting of a consumer from the process environment (`None` when unset or
+/// empty).
+pub fn optional_var(k: &str) -> Option<String> {
+    Vars(|k: &str| std::env::var(k).ok()).get(k)
+}
+
 /// The configuration of a queue or stream consumer (redrive, purge, ...), read once at
 /// start-up like the webhooks' [`Config`].
 #[derive(Clone, Debug)]

@@ -29,7 +29,10 @@ pub mod request;
 pub mod verifier;
 
 pub use answer::{Answer, AuthFailure, Rejection};
-pub use config::{Config, ConfigError, ConsumerConfig, VerifierConfig, DEFAULT_METRICS_NAMESPACE};
+pub use config::{
+    optional_var, required_var, Config, ConfigError, ConsumerConfig, VerifierConfig,
+    DEFAULT_METRICS_NAMESPACE,
+};
 pub use metrics::Metrics;
 pub use park::{NoParking, ParkedEvent, Parker, SqsParker};
 pub use pipeline::{Pipeline, STORAGE_BUDGET};

@@ -49,6 +49,13 @@ pub mod names {
     /// Parked events left on the queue for a later attempt (storage still unavailable).
     pub const REDRIVE_RETRIES: &str = "RedriveRetries";
 
+    /// Change events published by the outbox (dimension `Function=outbox`).
+    pub const CHANGES_PUBLISHED: &str = "ChangesPublished";
+    /// Stream records the outbox could not read (nothing published for them).
+    pub const UNREADABLE_RECORDS: &str = "UnreadableRecords";
+    /// Outbox invocations that left a record for a retry (the queue or bus refused).
+    pub const OUTBOX_FAILURES: &str = "OutboxFailures";
+
     /// Every metric a consumer function emits, with dimension `Function`.
     pub const CONSUMER_METRICS: &[&str] = &[
         PURGE_STEPS,
@@ -59,6 +66,9 @@ pub mod names {
         REDRIVE_DUPLICATES,
         PARKED_DROPPED,
         REDRIVE_RETRIES,
+        CHANGES_PUBLISHED,
+        UNREADABLE_RECORDS,
+        OUTBOX_FAILURES,
     ];
 }
 

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod changes;
 mod client;
 mod dynamo;
 mod error;
@@ -23,7 +24,7 @@ pub mod transition;
 pub use client::{aws_http_client, dynamodb_client, AwsEnv, Timeouts};
 pub use dynamo::{from_av, item_from_av, to_av, DynamoStore};
 pub use error::StoreError;
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, StreamRecord};
 pub use portal::{hash_token, Portal, TokenHash};
 pub use registry::{AuthCheck, PortalRegistry, DEFAULT_PORTAL_CACHE_ENTRIES};
 pub use schema::{create_table, MemberId};

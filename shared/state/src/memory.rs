@@ -21,6 +21,20 @@ pub struct MemoryStore {
     transactions: AtomicU64,
     failure: Mutex<Option<StoreError>>,
     delay: Mutex<Option<std::time::Duration>>,
+    stream: Mutex<Vec<StreamRecord>>,
+}
+
+/// One item change as the table's stream (`NEW_AND_OLD_IMAGES`) reports it: the images before
+/// and after (`None` for an insert / a removal). Like DynamoDB, a write that leaves an item
+/// byte for byte as it was reports nothing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamRecord {
+    /// The item's key.
+    pub key: Key,
+    /// The image before the write.
+    pub old: Option<Item>,
+    /// The image after the write.
+    pub new: Option<Item>,
 }
 
 impl MemoryStore {
@@ -89,6 +103,11 @@ impl MemoryStore {
         self.items().insert(key, item);
     }
 
+    /// Every item change since the last call, in commit order (the stream of the table).
+    pub fn take_stream(&self) -> Vec<StreamRecord> {
+        std::mem::take(&mut *self.stream.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Transactions attempted so far.
     pub fn transaction_count(&self) -> u64 {
         self.transactions.load(Ordering::Relaxed)
@@ -130,19 +149,23 @@ impl Backend for MemoryStore {
         if reasons.iter().any(|r| *r != Reason::None) {
             return Ok(TxResult::Cancelled(reasons));
         }
+        let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
         for w in writes {
-            match w {
-                Write::Put(p) => {
-                    items.insert(p.key, p.item);
-                }
+            let (key, new) = match w {
+                Write::Put(p) => (p.key, Some(p.item)),
                 Write::Update(u) => {
                     let new = u.apply_to(items.get(&u.key));
-                    items.insert(u.key, new);
+                    (u.key, Some(new))
                 }
-                Write::Check(_) => {}
-                Write::Delete(d) => {
-                    items.remove(&d.key);
-                }
+                Write::Check(_) => continue,
+                Write::Delete(d) => (d.key, None),
+            };
+            let old = match &new {
+                Some(item) => items.insert(key.clone(), item.clone()),
+                None => items.remove(&key),
+            };
+            if old != new {
+                stream.push(StreamRecord { key, old, new });
             }
         }
         Ok(TxResult::Committed)

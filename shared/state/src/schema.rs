@@ -22,7 +22,9 @@ pub const TABLE_NAME_ENV: &str = "TABLE_NAME";
 pub const STREAM_VIEW_TYPE: &str = "NEW_AND_OLD_IMAGES";
 /// Billing mode of the table.
 pub const BILLING_MODE: &str = "PAY_PER_REQUEST";
-/// How many partitions one portal's message records are spread over (by `im.message_id`).
+/// How many partitions one portal's message records are spread over, by `im.chat_id`: all
+/// messages of one Bitrix24 chat share a partition, so the table's stream (and the change feed
+/// after it) hands their changes over in commit order.
 pub const MESSAGE_SHARDS: u32 = 8;
 /// How many partitions one portal's event records are spread over (by idempotency key).
 pub const EVENT_SHARDS: u32 = 8;
@@ -166,11 +168,11 @@ pub fn portal_pk(member_id: &MemberId) -> String {
     format!("PORTAL#{member_id}")
 }
 
-/// Partition of a message record.
-pub fn message_pk(member_id: &MemberId, message_id: i64) -> String {
+/// Partition of a message record: by its Bitrix24 chat (`im.chat_id`), see [`MESSAGE_SHARDS`].
+pub fn message_pk(member_id: &MemberId, chat_id: i64) -> String {
     format!(
         "PORTAL#{member_id}#MSG#{}",
-        message_id.rem_euclid(MESSAGE_SHARDS as i64)
+        chat_id.rem_euclid(MESSAGE_SHARDS as i64)
     )
 }
 

@@ -86,9 +86,11 @@ fn by_message(d: &MessagesData) -> BTreeMap<i64, Vec<&MessageItem>> {
     by_id
 }
 
-fn key(w: &Writes<'_>, id: i64) -> Key {
+/// The message record's key; its partition follows the chat of the event's first item for
+/// the message (a message belongs to one chat).
+fn key(w: &Writes<'_>, id: i64, first: &MessageItem) -> Key {
     Key {
-        pk: schema::message_pk(w.member, id),
+        pk: schema::message_pk(w.member, first.im.chat_id),
         sk: schema::message_sk(id),
     }
 }
@@ -122,7 +124,7 @@ pub(super) fn add(d: &MessagesData, w: &mut Writes<'_>) -> EventPlan {
             .copied()
             .unwrap_or(first);
         let c = content(m);
-        let u = identity(w, d, id, first, key(w, id))
+        let u = identity(w, d, id, first, key(w, id, first))
             .set("author_user_id", opt(m.message.user_id))
             .set("added_at", opt(w.ts))
             .keep("status", "sent")
@@ -172,7 +174,7 @@ pub(super) fn update(d: &MessagesData, w: &mut Writes<'_>) -> EventPlan {
             continue;
         };
         let c = content(m);
-        let u = identity(w, d, id, first, key(w, id))
+        let u = identity(w, d, id, first, key(w, id, first))
             .set("status", "edited")
             .set("text", c.text)
             .set("text_truncated", c.text_truncated)
@@ -189,7 +191,7 @@ pub(super) fn update(d: &MessagesData, w: &mut Writes<'_>) -> EventPlan {
             .when(Cond::Absent("deleted_at"))
             .when(Cond::AbsentOrBelow("edit_rank", r));
         // An older edit does not change the text but is still a revision.
-        let older = identity(w, d, id, first, key(w, id))
+        let older = identity(w, d, id, first, key(w, id, first))
             .add("revisions", n)
             .when(Cond::Absent("deleted_at"));
         primaries.push(StateWrite::primary(u).or_else(older, Outcome::Applied));
@@ -223,7 +225,7 @@ pub(super) fn delete(d: &MessagesData, w: &mut Writes<'_>) -> EventPlan {
         let all_ids: Vec<String> = all_ids.into_iter().collect();
         let r = rank(w.ts, &hash_tie(&json!(all_ids).to_string()));
         let (ids, ids_truncated) = cap_ids(&all_ids);
-        let u = identity(w, d, id, first, key(w, id))
+        let u = identity(w, d, id, first, key(w, id, first))
             .set("status", "deleted")
             .set("deleted_at", opt(w.ts))
             .set("delete_rank", r.clone())

@@ -1,0 +1,2 @@
+//! Placeholder: the example adapter is being written.
+fn main() {}
