@@ -5,12 +5,14 @@
 #   cli         the whole `b24-events decode --lines` process vs PHP's parse_str (php-cli)
 #   coldstart   init + first-invoke instructions of b24-fn-messages vs a naive SDK hello
 #               (valgrind's callgrind, a fake Lambda Runtime API, DynamoDB Local)
+#   changes     commit → change visible on changes.fifo, p50/p99 over 1000 events on the
+#               local stack (DynamoDB Local's stream, the runner, the outbox, moto)
 # BENCH=cli,coldstart (any subset, comma-separated) runs only those. Installs php-cli and
 # valgrind from Debian's packages when missing (as root).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
-only="${BENCH:-criterion,ddb,cli,coldstart}"
+only="${BENCH:-criterion,ddb,cli,coldstart,changes}"
 want() { [[ ",$only," == *",$1,"* ]]; }
 log() { printf '[bench] %s\n' "$*" >&2; }
 
@@ -41,4 +43,21 @@ if want coldstart; then
   cargo build --locked --release -p b24-fn-messages -p b24-fn-app -p b24-events-cli -p b24-state -p b24-coldstart
   CARGO_TARGET_DIR="$PWD/target/naive-hello" timeout 3600 target/release/b24-coldstart \
     --function-bin target/release/b24-fn-messages --runs "${COLDSTART_RUNS:-3}"
+fi
+if want changes; then
+  log "change feed latency on the local stack (${LATENCY_EVENTS:-1000} events)"
+  cargo build --locked -q --workspace --bins
+  cargo test --locked -q -p b24-tests --test e2e --no-run
+  (
+    source scripts/stack.sh
+    trap 'stack_stop' EXIT
+    TABLE_NAME="b24-bench-$$"
+    stack_start bench --ignore-changes
+    E2E_DDB_ENDPOINT="$DDB_ENDPOINT" E2E_TABLE_NAME="$TABLE_NAME" \
+    E2E_URL_MESSAGES="$URL_messages" E2E_URL_DIALOGS="$URL_dialogs" \
+    E2E_URL_CONNECTOR="$URL_connector" E2E_URL_APP="$URL_app" E2E_FUNCTION_LOG="$STACK_DIR/lambda.log" \
+    E2E_INVOKE_URL="http://127.0.0.1:$LAMBDA_PORT" E2E_LATENCY_EVENTS="${LATENCY_EVENTS:-1000}" \
+    E2E_SQS_ENDPOINT="$SQS_ENDPOINT" E2E_CHANGES_QUEUE_URL="$CHANGES_QUEUE_URL" \
+      RUST_LOG=warn timeout 900 cargo test --locked -q -p b24-tests --test e2e -- --ignored --exact change_feed_latency --nocapture
+  )
 fi

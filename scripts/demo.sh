@@ -2,7 +2,8 @@
 # `make demo`: the README demo against a running `make dev` (or any deployment: set BASE_URL
 # to the API's base URL, e.g. https://abc123.execute-api.eu-central-1.amazonaws.com).
 # Installs a portal, sends, edits and deletes messages, opens and closes a dialog, disconnects
-# the connector, then shows the portal's records in DynamoDB Local.
+# the connector, then shows the portal's records in DynamoDB Local and the changes the
+# lifecycle put on the change feed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 B24=target/debug/b24-events
@@ -43,4 +44,28 @@ for line in sys.stdin:
     print(f"  {kind:<10} {sk:<40} {what}")
 '
 
+  # The change feed: what the vendor's adapter receives (make dev's changes.fifo; the stack's
+  # CHANGES_QUEUE_URL when set). `b24-events changes` prints and deletes them.
+  echo; echo "Changes of $MEMBER on the change feed (b24.change.v1; raw JSON: $B24 changes):"
+  sleep 1
+  show_changes="$(cat <<'PY'
+import json, os, sys
+for line in sys.stdin:
+    c = json.loads(line)
+    if c["member_id"] != os.environ["MEMBER"]:
+        continue
+    m, d = c.get("message") or {}, c.get("dialog") or {}
+    if m:
+        about = f"message {m['im']['message_id']}"
+    elif d:
+        about = f"session {d['session_id']}"
+    elif c["type"].startswith("portal"):
+        about = "portal"
+    else:
+        about = f"line {c.get('line')}"
+    text = " " + json.dumps(m["text"], ensure_ascii=False) if m.get("text") else ""
+    print(f"  {c['type']:<22} {about:<14} id {c['id'][:12]}{text}")
+PY
+)"
+  "$B24" changes --wait 3 | MEMBER="$MEMBER" python3 -c "$show_changes"
 fi

@@ -15,6 +15,7 @@ E2E_DDB_ENDPOINT="$DDB_ENDPOINT" E2E_TABLE_NAME="$TABLE_NAME" \
 E2E_URL_MESSAGES="$URL_messages" E2E_URL_DIALOGS="$URL_dialogs" \
 E2E_URL_CONNECTOR="$URL_connector" E2E_URL_APP="$URL_app" E2E_FUNCTION_LOG="$STACK_DIR/lambda.log" \
 E2E_INVOKE_URL="http://127.0.0.1:$LAMBDA_PORT" \
+E2E_SQS_ENDPOINT="$SQS_ENDPOINT" E2E_CHANGES_QUEUE_URL="$CHANGES_QUEUE_URL" \
   RUST_BACKTRACE=0 timeout 600 cargo test -p b24-tests --test e2e --locked -- --ignored --test-threads 1
 
 # `make demo` against the same stack, as a newcomer runs it against `make dev`.
@@ -34,8 +35,20 @@ want = [
     (r"a forged token\s+→ 401 ", "forged token refused"),
     (r"message\s+MSG#000000000501\s+\{\"status\": \"edited\"", "edited record shown"),
     (r"message\s+MSG#000000000502\s+\{\"status\": \"deleted\"", "tombstone shown"),
+    # The change feed section: the lifecycle's changes, each once.
+    (r"portal\.installed\s+portal", "portal.installed change"),
+    (r"message\.created\s+message 501 ", "message.created change"),
+    (r"message\.edited\s+message 501 .*Добрый вечер", "message.edited change"),
+    (r"message\.created\s+message 502 ", "created change of 502"),
+    (r"message\.deleted\s+message 502 ", "message.deleted change"),
+    (r"dialog\.started\s+session 900", "dialog.started change"),
+    (r"dialog\.finished\s+session 900", "dialog.finished change"),
+    (r"connector\.disconnected\s+line ", "connector.disconnected change"),
 ]
 missing = [label for pattern, label in want if not re.search(pattern, out)]
+feed = out[out.find("on the change feed"):]
+if len(re.findall(r"^  message\.created\s+message 501 ", feed, re.M)) != 1:
+    missing.append("message 501 created exactly once (it was delivered twice)")
 if missing or "Traceback" in out or "Error" in out:
     sys.exit(f"make demo output is missing: {missing}")
 print("make demo: every expected answer and record shown")

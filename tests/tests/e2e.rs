@@ -4,10 +4,15 @@
 //! `scripts/e2e.sh` (part of `make test`) starts the stack, passes its URLs in `E2E_*`
 //! variables, runs this test with `--ignored`, and stops everything afterwards. Under a plain
 //! `cargo test` it is ignored: it needs the running stack.
+//!
+//! The change feed is read from the stack's `changes.fifo` (moto) as an adapter would: every
+//! change is validated against the JSON Schema and checked for secrets.
 
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 struct Stack {
     urls: [(String, String); 4],
@@ -91,6 +96,95 @@ async fn aws_config_for(endpoint: &str) -> aws_config::SdkConfig {
         ))
         .load()
         .await
+}
+
+/// The stack's change feed (`changes.fifo` on moto), read as an adapter reads it.
+struct Feed {
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+    schema: jsonschema::Validator,
+}
+
+impl Feed {
+    async fn from_env() -> Feed {
+        let endpoint = env("E2E_SQS_ENDPOINT");
+        let config = aws_config_for(&endpoint).await;
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/state/schema/b24.change.v1.json"
+        ))
+        .expect("the JSON Schema file");
+        let schema = serde_json::from_str(&text).expect("schema is JSON");
+        Feed {
+            sqs: aws_sdk_sqs::Client::new(&config),
+            url: env("E2E_CHANGES_QUEUE_URL"),
+            schema: jsonschema::validator_for(&schema).expect("valid schema"),
+        }
+    }
+
+    /// The changes of `member` in the order received, once `want` of them arrived and then
+    /// nothing more for `quiet` (or the deadline passed). Deletes everything it receives.
+    async fn changes_of(&self, member: &str, want: usize, quiet: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut got = Vec::new();
+        let mut last = Instant::now();
+        while Instant::now() < deadline && (got.len() < want || last.elapsed() < quiet) {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .message_system_attribute_names(
+                    aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+                )
+                .send()
+                .await
+                .expect("moto answers");
+            for m in out.messages() {
+                let body = m.body().expect("a body");
+                let change: Value = serde_json::from_str(body).expect("a change is JSON");
+                if let Err(e) = self.schema.validate(&change) {
+                    panic!("change does not match b24.change.v1: {e}: {change}");
+                }
+                let group = m
+                    .attributes()
+                    .and_then(|a| {
+                        a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+                    })
+                    .cloned();
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.url)
+                    .receipt_handle(m.receipt_handle().expect("handle"))
+                    .send()
+                    .await
+                    .expect("delete");
+                if change["member_id"] == member {
+                    let mut change = change;
+                    change["_group"] = group.map(Value::String).unwrap_or(Value::Null);
+                    got.push(change);
+                    last = Instant::now();
+                }
+            }
+        }
+        got
+    }
+}
+
+/// `type` and the id that says which thing it is about (message, session, line, portal).
+fn what(change: &Value) -> String {
+    let t = change["type"].as_str().unwrap_or("?");
+    let about = if let Some(m) = change.get("message") {
+        m["im"]["message_id"].to_string()
+    } else if let Some(d) = change.get("dialog") {
+        d["session_id"].to_string()
+    } else if t.starts_with("portal") {
+        "portal".into()
+    } else {
+        change["line"].to_string()
+    };
+    format!("{t} {about}")
 }
 
 /// The `b24-events` binary `cargo build --workspace` put next to this test's directory.
@@ -389,6 +483,74 @@ async fn whole_portal_lifecycle_through_the_local_stack() {
     assert_eq!(outcome(&send("messages", late)), (401, "unauthorized"));
     assert_eq!(stack.records(&member).await.len(), 2);
 
+    // The change feed: exactly the lifecycle's changes, each once, in order per chat/line.
+    let changes = Feed::from_env()
+        .await
+        .changes_of(&member, 10, Duration::from_secs(3))
+        .await;
+    let mut per_group: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in &changes {
+        per_group
+            .entry(c["_group"].as_str().expect("a FIFO group").to_string())
+            .or_default()
+            .push(what(c));
+    }
+    // The fixtures' messages and dialog name different external chats.
+    let group_of = |prefix: &str| -> String {
+        changes
+            .iter()
+            .find(|c| c["type"].as_str().is_some_and(|t| t.starts_with(prefix)))
+            .and_then(|c| c["_group"].as_str())
+            .unwrap_or_else(|| panic!("no {prefix} change: {changes:#?}"))
+            .to_string()
+    };
+    let (message_chat, dialog_chat) = (group_of("message."), group_of("dialog."));
+    assert!(
+        message_chat.starts_with(&format!("{member}:chat")),
+        "{message_chat}"
+    );
+    assert!(
+        dialog_chat.starts_with(&format!("{member}:chat")),
+        "{dialog_chat}"
+    );
+    let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut want: BTreeMap<String, Vec<String>> = BTreeMap::from([
+        (
+            format!("{member}:portal"),
+            list(&["portal.installed portal", "portal.uninstalled portal"]),
+        ),
+        (
+            format!("{member}:line:107"),
+            list(&["connector.disconnected 107", "line.deleted 107"]),
+        ),
+    ]);
+    want.entry(message_chat).or_default().extend(list(&[
+        "message.created 1001",
+        "message.edited 1001",
+        "message.created 1002",
+        "message.deleted 1002",
+    ]));
+    want.entry(dialog_chat)
+        .or_default()
+        .extend(list(&["dialog.started 3282", "dialog.finished 3282"]));
+    assert_eq!(per_group, want, "changes per group, in order: {changes:#?}");
+    let edited = changes
+        .iter()
+        .find(|c| c["type"] == "message.edited")
+        .unwrap();
+    assert_eq!(edited["message"]["text"], "Исправлено", "{edited:#}");
+    let uninstalled = changes
+        .iter()
+        .find(|c| c["type"] == "portal.uninstalled")
+        .unwrap();
+    assert_eq!(uninstalled["portal"]["clean"], true, "{uninstalled:#}");
+    let feed_text = serde_json::to_string(&changes).unwrap();
+    assert!(!feed_text.contains(token), "a token in the change feed");
+    assert!(
+        !feed_text.contains("token_hash"),
+        "a token hash in the change feed"
+    );
+
     // No token in anything the functions logged.
     let log = std::fs::read_to_string(&stack.function_log).expect("function log");
     assert!(
@@ -401,4 +563,214 @@ async fn whole_portal_lifecycle_through_the_local_stack() {
             "a token leaked into the function logs"
         );
     }
+}
+
+/// 50 copies of one MessageAdd sent at once (Bitrix24 retrying, a replay flood) make one
+/// change on the feed; so do 50 copies of its edit.
+#[tokio::test]
+#[ignore = "needs the local stack: run `make e2e` (scripts/e2e.sh)"]
+async fn fifty_concurrent_duplicates_make_one_change() {
+    let stack = Stack::from_env();
+    let feed = Feed::from_env().await;
+    let member = format!("e2edup{}", std::process::id());
+    let auth = vec![
+        "--member-id".to_string(),
+        member.clone(),
+        "--application-token".into(),
+        "e2e-dup-token-0001".into(),
+    ];
+    let args = |extra: &[&str]| -> Vec<String> {
+        auth.iter()
+            .cloned()
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let install = args(&["--event", "OnAppInstall", "--ts", "1773760000"]);
+    let refs: Vec<&str> = install.iter().map(String::as_str).collect();
+    assert_eq!(outcome(&stack.send("app", &refs)), (200, "applied"));
+    for (event, ts) in [
+        ("ONIMCONNECTORMESSAGEADD", "1773760100"),
+        ("ONIMCONNECTORMESSAGEUPDATE", "1773760200"),
+    ] {
+        let one = args(&[
+            "--event",
+            event,
+            "--message-id",
+            "7001",
+            "--text",
+            &format!("{event} text"),
+            "--ts",
+            ts,
+        ]);
+        let outcomes: Vec<(u16, String)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..50)
+                .map(|_| {
+                    let one = one.clone();
+                    let stack = &stack;
+                    s.spawn(move || {
+                        let refs: Vec<&str> = one.iter().map(String::as_str).collect();
+                        let (status, answer) = stack.send("messages", &refs);
+                        (
+                            status,
+                            answer["outcome"].as_str().unwrap_or("?").to_string(),
+                        )
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("sender"))
+                .collect()
+        });
+        let applied = outcomes.iter().filter(|o| o.1 == "applied").count();
+        let duplicates = outcomes.iter().filter(|o| o.1 == "duplicate").count();
+        assert_eq!((applied, duplicates), (1, 49), "{event}: {outcomes:?}");
+    }
+    let changes = feed.changes_of(&member, 3, Duration::from_secs(3)).await;
+    // One portal group and one chat group: compared as a set (no order across groups).
+    let mut whats: Vec<String> = changes.iter().map(what).collect();
+    whats.sort();
+    assert_eq!(
+        whats,
+        [
+            "message.created 7001",
+            "message.edited 7001",
+            "portal.installed portal"
+        ],
+        "{changes:#?}"
+    );
+}
+
+/// `make bench` (BENCH=changes, scripts/bench.sh): 1000 MessageAdd events at 8 concurrency;
+/// for each, the time from sending it (the commit happens before its answer) and from its
+/// answer to its `message.created` change being received from `changes.fifo`. Prints p50/p99.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark on the local stack: make bench BENCH=changes"]
+async fn change_feed_latency() {
+    let stack = Stack::from_env();
+    let feed = Feed::from_env().await;
+    let n: i64 = std::env::var("E2E_LATENCY_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let member = format!("lat{}", std::process::id());
+    let token = "latency-token-0001";
+    let install = [
+        "--member-id",
+        &member,
+        "--application-token",
+        token,
+        "--event",
+        "OnAppInstall",
+    ];
+    assert_eq!(outcome(&stack.send("app", &install)), (200, "applied"));
+    feed.changes_of(&member, 1, Duration::from_millis(500))
+        .await;
+
+    let url = stack.url("messages").to_string();
+    let start = Instant::now();
+    let sent: std::sync::Arc<std::sync::Mutex<BTreeMap<i64, (Duration, Duration)>>> =
+        Default::default();
+    let senders: Vec<_> = (0..8)
+        .map(|w| {
+            let (url, member, sent) = (url.clone(), member.clone(), sent.clone());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(30)))
+                    .build()
+                    .into();
+                for id in (1..=n).filter(|i| i % 8 == w) {
+                    let body = b24_fixtures::Fixture::new(b24_events::EventKind::MessageAdd)
+                        .member(&member)
+                        .token(token)
+                        .message_id(100_000 + id)
+                        .chat_id(1000 + id % 50)
+                        .external_chat(&format!("chat-{}", id % 50))
+                        .ts(1_773_800_000 + id)
+                        .form();
+                    let t0 = start.elapsed();
+                    let status = agent
+                        .post(&url)
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .send(body.as_bytes())
+                        .expect("the function answers")
+                        .status()
+                        .as_u16();
+                    assert_eq!(status, 200);
+                    sent.lock()
+                        .unwrap()
+                        .insert(100_000 + id, (t0, start.elapsed()));
+                }
+            })
+        })
+        .collect();
+    // Receive while sending.
+    let mut seen: BTreeMap<i64, Duration> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while (seen.len() as i64) < n && Instant::now() < deadline {
+        let out = feed
+            .sqs
+            .receive_message()
+            .queue_url(&feed.url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("moto answers");
+        let at = start.elapsed();
+        let mut delete = Vec::new();
+        for (i, m) in out.messages().iter().enumerate() {
+            let change: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            if change["member_id"] == member.as_str() && change["type"] == "message.created" {
+                let id = change["message"]["im"]["message_id"].as_i64().unwrap();
+                assert!(
+                    seen.insert(id, at).is_none(),
+                    "message {id} published twice"
+                );
+            }
+            delete.push(
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .build()
+                    .unwrap(),
+            );
+        }
+        if !delete.is_empty() {
+            feed.sqs
+                .delete_message_batch()
+                .queue_url(&feed.url)
+                .set_entries(Some(delete))
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+    for s in senders {
+        s.join().expect("sender");
+    }
+    let sent = sent.lock().unwrap();
+    assert_eq!(seen.len() as i64, n, "every event's change arrived");
+    let mut from_send: Vec<f64> = Vec::new();
+    let mut from_answer: Vec<f64> = Vec::new();
+    for (id, at) in &seen {
+        let (t0, t1) = sent[id];
+        from_send.push((at.saturating_sub(t0)).as_secs_f64() * 1000.0);
+        from_answer.push((at.saturating_sub(t1)).as_secs_f64() * 1000.0);
+    }
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    };
+    println!(
+        "change feed latency over {n} events at 8 concurrency (total {:.1} s): \
+         send→visible p50 {:.0} ms p99 {:.0} ms max {:.0} ms; answer→visible p50 {:.0} ms p99 {:.0} ms",
+        start.elapsed().as_secs_f64(),
+        pct(&mut from_send, 0.5),
+        pct(&mut from_send, 0.99),
+        pct(&mut from_send, 1.0),
+        pct(&mut from_answer, 0.5),
+        pct(&mut from_answer, 0.99),
+    );
 }
