@@ -290,6 +290,40 @@ impl Change {
         }
     }
 
+    /// Shortens the change until its JSON is at most `max_bytes` (SQS and EventBridge refuse
+    /// larger messages): first the message text (cut at a character boundary, marked
+    /// `text_truncated`), then its files and params (marked `files_truncated`). Real messages
+    /// are far below the limit; only a pathological text (e.g. 64 KiB of characters JSON
+    /// escapes six-fold) ever gets here.
+    pub fn fit_within(&mut self, max_bytes: usize) {
+        let mut len = self.to_json_string().len();
+        while len > max_bytes {
+            let Some(m) = self.message.as_mut() else {
+                return;
+            };
+            match m.text.as_mut() {
+                Some(text) if !text.is_empty() => {
+                    // Cut at least the excess (JSON grows at most six bytes per byte of text).
+                    let excess = len - max_bytes;
+                    let keep = text.len().saturating_sub(excess.max(text.len() / 8).max(1));
+                    let mut cut = keep.min(text.len());
+                    while !text.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    text.truncate(cut);
+                    m.text_truncated = true;
+                }
+                _ if !m.files.is_empty() || !m.params.is_empty() => {
+                    m.files.clear();
+                    m.params.clear();
+                    m.files_truncated = true;
+                }
+                _ => return,
+            }
+            len = self.to_json_string().len();
+        }
+    }
+
     /// The change as one line of JSON.
     pub fn to_json_string(&self) -> String {
         serde_json::to_string(self).expect("a change always serializes")
@@ -347,8 +381,11 @@ struct Base {
 
 impl Base {
     fn of(new: &Item, portal_domain: Option<&str>) -> Option<Base> {
+        // Only our records carry a valid member_id (keys are built from it): anything else is
+        // not a portal's record and publishes nothing.
+        let member_id = crate::MemberId::new(str_of(new, "member_id")?).ok()?;
         Some(Base {
-            member_id: str_of(new, "member_id")?.to_string(),
+            member_id: member_id.as_str().to_string(),
             domain: str_of(new, "domain").or(portal_domain).map(str::to_string),
             epoch: int_of(new, "epoch").unwrap_or(0),
             connector: str_of(new, "connector").map(str::to_string),
