@@ -1,10 +1,11 @@
 //! The outbox function: the table's stream (the record types a change can come from) → the
 //! `b24.change.v1` events of every record, in order, on `changes.fifo` and, when
-//! `CHANGES_EVENT_BUS` names one, an EventBridge bus (see `b24_consumers::outbox`).
+//! `CHANGES_EVENT_BUS` names one, an EventBridge bus; the portal changes also on
+//! `PORTAL_TASKS_QUEUE_URL` for the binder (see `b24_consumers::outbox`).
 
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
-use b24_consumers::outbox::{self, EventBus, PortalDomains, Sinks, SqsFifo};
+use b24_consumers::outbox::{self, EventBus, PortalDomains, Sinks, SqsFifo, SqsQueue, WithTasks};
 use b24_pipeline::metrics::names;
 use b24_pipeline::{ConsumerConfig, InitError, Metrics};
 use b24_state::Timeouts;

@@ -240,6 +240,97 @@ impl<Q: Publisher, B: Publisher> Publisher for Sinks<Q, B> {
     }
 }
 
+/// A standard SQS queue of the stack's own (the portal tasks: binding events, clearing the
+/// vault): the changes that concern it, one message each.
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsQueue {
+    /// Publishes to `queue_url` with `client`.
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        SqsQueue {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+impl Publisher for SqsQueue {
+    async fn publish(&self, changes: &[Change]) -> Result<(), PublishError> {
+        let rejected = |failed: usize, reason: String| PublishError::Rejected {
+            sink: "SQS",
+            failed,
+            sent: changes.len(),
+            reason,
+        };
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let entries = changes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(c.to_json_string())
+                    .build()
+                    .map_err(|e| rejected(changes.len(), e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| rejected(changes.len(), crate::sdk_reason(&e)))?;
+        match out.failed().first() {
+            None => Ok(()),
+            Some(f) => Err(rejected(out.failed().len(), f.code().to_string())),
+        }
+    }
+}
+
+/// The changes the stack acts on itself: `portal.installed` / `portal.updated` (bind the
+/// events) and `portal.uninstalled` (clear the vault).
+pub fn is_portal_task(change: &Change) -> bool {
+    use b24_state::changes::ChangeType as T;
+    match change.change_type {
+        T::PortalInstalled | T::PortalUpdated | T::PortalUninstalled => true,
+        T::MessageCreated
+        | T::MessageEdited
+        | T::MessageDeleted
+        | T::DialogStarted
+        | T::DialogFinished
+        | T::ConnectorDisconnected
+        | T::LineDeleted => false,
+    }
+}
+
+/// `inner`, then the portal tasks of the same changes on `tasks` (when configured). A task
+/// that fails to go out fails the batch, so it is retried with the records (the feed's copies
+/// are deduplicated by id).
+pub struct WithTasks<P, T> {
+    /// The feed (queue and bus).
+    pub inner: P,
+    /// The portal tasks queue.
+    pub tasks: Option<T>,
+}
+
+impl<P: Publisher, T: Publisher> Publisher for WithTasks<P, T> {
+    async fn publish(&self, changes: &[Change]) -> Result<(), PublishError> {
+        self.inner.publish(changes).await?;
+        let Some(tasks) = &self.tasks else {
+            return Ok(());
+        };
+        let mine: Vec<Change> = changes.iter().filter(|c| is_portal_task(c)).cloned().collect();
+        tasks.publish(&mine).await
+    }
+}
+
 /// What one invocation did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Report {
@@ -282,11 +373,19 @@ pub async fn handle<P: Publisher, D: Domains>(
             }
             Err(e) => {
                 tracing::warn!(sequence = %sequences[i], error = %e, "portal domain unreadable; retried");
-                failed_at = Some(i);
+                // What earlier records left pending goes out first: the records before `i`
+                // count as done once the failure is reported at `i`.
+                failed_at = Some(match flush(publisher, &mut batch, &mut report).await {
+                    Ok(()) => i,
+                    Err(at) => at,
+                });
                 break;
             }
         };
-        for change in changes {
+        for mut change in changes {
+            // A change too big for one message (a pathological text) is shortened, marked
+            // truncated; a record that can never be published would block its shard.
+            change.fit_within(MAX_BATCH_BYTES);
             let bytes = change.to_json_string().len();
             let group = change.group_id();
             let full = batch.len() == MAX_BATCH_ENTRIES
