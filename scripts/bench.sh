@@ -57,7 +57,7 @@ if want changes; then
     E2E_URL_MESSAGES="$URL_messages" E2E_URL_DIALOGS="$URL_dialogs" \
     E2E_URL_CONNECTOR="$URL_connector" E2E_URL_APP="$URL_app" E2E_FUNCTION_LOG="$STACK_DIR/lambda.log" \
     E2E_INVOKE_URL="http://127.0.0.1:$LAMBDA_PORT" E2E_LATENCY_EVENTS="${LATENCY_EVENTS:-1000}" \
-    E2E_SQS_ENDPOINT="$SQS_ENDPOINT" E2E_CHANGES_QUEUE_URL="$CHANGES_QUEUE_URL" \
+    E2E_SQS_ENDPOINT="$SQS_ENDPOINT" E2E_CHANGES_QUEUE_URL="$CHANGES_QUEUE_URL" E2E_FAKE_B24_URL="$FAKE_B24_URL" \
       RUST_LOG=warn timeout 900 cargo test --locked -q -p b24-tests --test e2e -- --ignored --exact change_feed_latency --nocapture
   )
 fi

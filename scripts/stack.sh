@@ -93,17 +93,56 @@ changes = sqs.create_queue(QueueName=f"{stack}-changes.fifo", Attributes={
     "RedrivePolicy": json.dumps({"deadLetterTargetArn": changes_dlq_arn, "maxReceiveCount": "20"})})["QueueUrl"]
 failures = sqs.create_queue(QueueName=f"{stack}-outbox-failures",
                             Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
-print(parked, dlq, changes, changes_dlq, failures)
+# Talking back: portal tasks (binder) and delivery acks (acks function), the vault's KMS key,
+# the app's client secret as an SSM SecureString (the fake Bitrix24's default app).
+tasks = sqs.create_queue(QueueName=f"{stack}-portal-tasks", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+acks = sqs.create_queue(QueueName=f"{stack}-acks", Attributes={"VisibilityTimeout": "120"})["QueueUrl"]
+kms = boto3.client("kms", endpoint_url=endpoint, region_name="us-east-1",
+                   aws_access_key_id="local", aws_secret_access_key="local")
+key = kms.create_key(Description=f"{stack} vault")["KeyMetadata"]["Arn"]
+ssm = boto3.client("ssm", endpoint_url=endpoint, region_name="us-east-1",
+                   aws_access_key_id="local", aws_secret_access_key="local")
+ssm.put_parameter(Name=f"/b24/{stack}/client-secret", Value="fake-client-secret",
+                  Type="SecureString", Overwrite=True)
+print(parked, dlq, changes, changes_dlq, failures, tasks, acks, key)
 PY
 )" || { stack_log "creating the queues on $SQS_ENDPOINT failed"; return 1; }
-  read -r PARKED_QUEUE_URL PARKED_DLQ_URL CHANGES_QUEUE_URL CHANGES_DLQ_URL OUTBOX_FAILURES_QUEUE_URL <<<"$queues"
-  export CHANGES_QUEUE_URL
+  read -r PARKED_QUEUE_URL PARKED_DLQ_URL CHANGES_QUEUE_URL CHANGES_DLQ_URL OUTBOX_FAILURES_QUEUE_URL \
+    PORTAL_TASKS_QUEUE_URL ACKS_QUEUE_URL TOKENS_KMS_KEY_ID <<<"$queues"
+  export CHANGES_QUEUE_URL ACKS_QUEUE_URL
+
+  # The fake Bitrix24 (REST + OAuth) the functions talk back to; app local.b24fake.app.
+  local fake_args=()
+  [[ -n "${FAKE_B24_PORT:-}" ]] && fake_args+=(--port "$FAKE_B24_PORT")
+  # Every token the fake issues starts with this marker: tests grep every output for it.
+  fake_args+=(--token-prefix "${FAKE_B24_TOKEN_PREFIX:-LEAKCHECK}")
+  "$ROOT/target/debug/b24-fake-bitrix24" "${fake_args[@]}" >"$STACK_DIR/fake-b24.out" 2>"$STACK_DIR/fake-b24.log" </dev/null &
+  echo $! >"$STACK_DIR/fake-b24.pid"
+  FAKE_B24_URL=""
+  for _ in $(seq 1 100); do
+    FAKE_B24_URL="$(sed -n 's/^BITRIX24_FAKE_URL=//p' "$STACK_DIR/fake-b24.out" 2>/dev/null | head -1)"
+    [[ -n "$FAKE_B24_URL" ]] && break
+    sleep 0.1
+  done
+  [[ -n "$FAKE_B24_URL" ]] || { stack_log "the fake Bitrix24 did not start: $STACK_DIR/fake-b24.log"; return 1; }
+  export FAKE_B24_URL
+  stack_log "fake Bitrix24 on $FAKE_B24_URL"
   stack_log "moto (SQS) on $SQS_ENDPOINT; parked queue $PARKED_QUEUE_URL; changes $CHANGES_QUEUE_URL"
 
+  LAMBDA_PORT="${LAMBDA_PORT:-$(free_port)}"
   cat >"$STACK_DIR/functions.env" <<ENV
 TABLE_NAME=$TABLE_NAME
 PARKED_QUEUE_URL=$PARKED_QUEUE_URL
 CHANGES_QUEUE_URL=$CHANGES_QUEUE_URL
+PORTAL_TASKS_QUEUE_URL=$PORTAL_TASKS_QUEUE_URL
+ACKS_QUEUE_URL=$ACKS_QUEUE_URL
+TOKENS_KMS_KEY_ID=$TOKENS_KMS_KEY_ID
+BITRIX24_CLIENT_ID=${BITRIX24_CLIENT_ID:-local.b24fake.app}
+BITRIX24_CLIENT_SECRET_PARAMETER=/b24/$STACK_NAME/client-secret
+BITRIX24_OAUTH_URL=$FAKE_B24_URL/oauth/token/
+HANDLER_URL_TEMPLATE=http://127.0.0.1:$LAMBDA_PORT/lambda-url/b24-fn-{family}/bitrix24/{family}
+AWS_ENDPOINT_URL_KMS=$SQS_ENDPOINT
+AWS_ENDPOINT_URL_SSM=$SQS_ENDPOINT
 AWS_ENDPOINT_URL=$DDB_ENDPOINT
 AWS_ENDPOINT_URL_DYNAMODB=$DDB_ENDPOINT
 AWS_ENDPOINT_URL_SQS=$SQS_ENDPOINT
@@ -113,10 +152,9 @@ AWS_SECRET_ACCESS_KEY=local
 RUST_LOG=${RUST_LOG:-info}
 AWS_LAMBDA_LOG_FORMAT=JSON
 METRICS_NAMESPACE=Bitrix24Receiver-local
-VERIFIER_ALLOW_INSECURE=${VERIFIER_ALLOW_INSECURE:-false}
+# The local-test switch: plain-HTTP portal endpoints and the fake's OAuth URL (never in AWS).
+VERIFIER_ALLOW_INSECURE=true
 ENV
-  if [[ -n "${BITRIX24_CLIENT_ID:-}" ]]; then echo "BITRIX24_CLIENT_ID=$BITRIX24_CLIENT_ID" >>"$STACK_DIR/functions.env"; fi
-  LAMBDA_PORT="${LAMBDA_PORT:-$(free_port)}"
   # -A 127.0.0.1: the default address is every interface.
   cargo lambda watch -A 127.0.0.1 -P "$LAMBDA_PORT" --env-file "$STACK_DIR/functions.env" "$@" \
     >"$STACK_DIR/lambda.log" 2>&1 </dev/null &
@@ -139,7 +177,7 @@ ENV
     done
   done
   # The stream and queue consumers: an empty batch builds and starts each once.
-  for f in purge outbox redrive; do
+  for f in purge outbox redrive binder acks; do
     until code="$(curl -s -o /dev/null -w '%{http_code}' -X POST -d '{"Records":[]}' \
         "http://127.0.0.1:$LAMBDA_PORT/2015-03-31/functions/b24-fn-$f/invocations" --max-time 600)" && [[ "$code" == 200 ]]; do
       if ((SECONDS > deadline)); then stack_log "function $f did not come up ($code)"; return 1; fi
@@ -150,7 +188,8 @@ ENV
 
   LAMBDA_INVOKE_URL="http://127.0.0.1:$LAMBDA_PORT" DDB_ENDPOINT="$DDB_ENDPOINT" TABLE_NAME="$TABLE_NAME" \
     SQS_ENDPOINT="$SQS_ENDPOINT" PARKED_QUEUE_URL="$PARKED_QUEUE_URL" \
-    OUTBOX_FAILURES_QUEUE_URL="$OUTBOX_FAILURES_QUEUE_URL" \
+    OUTBOX_FAILURES_QUEUE_URL="$OUTBOX_FAILURES_QUEUE_URL" PORTAL_TASKS_QUEUE_URL="$PORTAL_TASKS_QUEUE_URL" \
+    ACKS_QUEUE_URL="$ACKS_QUEUE_URL" \
     AWS_ENDPOINT_URL_DYNAMODB="$DDB_ENDPOINT" AWS_ENDPOINT_URL_SQS="$SQS_ENDPOINT" \
     "$B24_LOCAL" run --config "$ROOT/scripts/runner.json" >"$STACK_DIR/runner.out" 2>"$STACK_DIR/runner.log" </dev/null &
   echo $! >"$STACK_DIR/runner.pid"
@@ -165,6 +204,7 @@ stack_stop() {
     stop_pid_file "$STACK_DIR/lambda.pid" INT
     pkill -f "$ROOT/target/debug/b24-fn-" 2>/dev/null || true
   fi
+  stop_pid_file "$STACK_DIR/fake-b24.pid" TERM
   stop_pid_file "$STACK_DIR/moto.pid" TERM
   stop_pid_file "$STACK_DIR/ddb.pid" TERM
 }

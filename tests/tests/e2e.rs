@@ -19,7 +19,12 @@ struct Stack {
     ddb: String,
     table: String,
     function_log: PathBuf,
+    /// The fake Bitrix24 the functions talk back to.
+    fake: String,
 }
+
+/// The marker every token the stack's fake Bitrix24 issues starts with (scripts/stack.sh).
+const TOKEN_MARKER: &str = "LEAKCHECK";
 
 fn env(name: &str) -> String {
     std::env::var(name)
@@ -38,6 +43,71 @@ impl Stack {
             ddb: env("E2E_DDB_ENDPOINT"),
             table: env("E2E_TABLE_NAME"),
             function_log: PathBuf::from(env("E2E_FUNCTION_LOG")),
+            fake: env("E2E_FAKE_B24_URL"),
+        }
+    }
+
+    /// A JSON request to the fake Bitrix24's control API.
+    fn fake(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(60)))
+            .build()
+            .into();
+        let url = format!("{}{path}", self.fake);
+        let mut response = match (method, body) {
+            ("GET", _) => agent.get(&url).call(),
+            (_, Some(b)) => agent
+                .post(&url)
+                .header("content-type", "application/json")
+                .send(b.to_string().as_bytes()),
+            (_, None) => agent.post(&url).send_empty(),
+        }
+        .expect("the fake Bitrix24 answers");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {text}"
+        );
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Registers `member` on the fake and installs the app there: the fake sends ONAPPINSTALL
+    /// (with a real refresh token) to the app function, which verifies it by refreshing.
+    /// Returns the installation's application_token and the app function's answer.
+    fn install(&self, member: &str) -> (String, (u16, Value)) {
+        self.fake(
+            "POST",
+            "/_fake/portals",
+            Some(serde_json::json!({"member_id": member})),
+        );
+        let delivery = self.fake(
+            "POST",
+            &format!("/_fake/portals/{member}/install"),
+            Some(serde_json::json!({"url": self.url("app")})),
+        );
+        let token = delivery["credentials"]["application_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = &delivery["response"];
+        let status = r["status"].as_u64().unwrap_or(0) as u16;
+        let body =
+            serde_json::from_str(r["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+        (token, (status, body))
+    }
+
+    /// Waits until the fake holds `want` of the portal's bindings (the binder's work).
+    async fn bindings(&self, member: &str, want: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let b = self.fake("GET", &format!("/_fake/portals/{member}/bindings"), None);
+            let b = b.as_array().cloned().unwrap_or_default();
+            if b.len() >= want || Instant::now() > deadline {
+                return b;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
 
@@ -276,7 +346,11 @@ fn invalid_base64_is_400_and_the_function_process_survives() {
 async fn whole_portal_lifecycle_through_the_local_stack() {
     let stack = Stack::from_env();
     let member = format!("e2e{}", std::process::id());
-    let token = "e2e-application-token-0001";
+    // Installed through the fake Bitrix24: ONAPPINSTALL carries a real refresh token, the app
+    // function verifies it with the (fake) OAuth server and keeps the new pair in the vault.
+    let (token, installed) = stack.install(&member);
+    assert_eq!(outcome(&installed), (200, "applied"), "{installed:?}");
+    let token = token.as_str();
     let auth = ["--member-id", member.as_str(), "--application-token", token];
     let with = |extra: &[&str]| -> Vec<String> {
         auth.iter().chain(extra).map(|s| s.to_string()).collect()
@@ -286,10 +360,59 @@ async fn whole_portal_lifecycle_through_the_local_stack() {
         stack.send(family, &refs)
     };
 
-    // Install, and the same install delivered twice.
-    let install = with(&["--event", "OnAppInstall", "--ts", "1773759000"]);
-    assert_eq!(outcome(&send("app", install.clone())), (200, "applied"));
-    assert_eq!(outcome(&send("app", install)), (200, "duplicate"));
+    // Forged installs, with the right application_token: a refresh token the OAuth server
+    // does not know (a replay of a spent one looks the same), and a valid refresh token of
+    // another portal. Both are refused: every install is verified through OAuth.
+    let forged = with(&[
+        "--event",
+        "OnAppInstall",
+        "--refresh-token",
+        "not-a-real-refresh-token",
+    ]);
+    assert_eq!(outcome(&send("app", forged)), (401, "unauthorized"));
+    let other = format!("{member}x");
+    let other_creds = stack.fake(
+        "POST",
+        "/_fake/portals",
+        Some(serde_json::json!({"member_id": other})),
+    );
+    let foreign = with(&[
+        "--event",
+        "OnAppInstall",
+        "--refresh-token",
+        other_creds["refresh_token"].as_str().unwrap(),
+    ]);
+    assert_eq!(outcome(&send("app", foreign)), (401, "unauthorized"));
+
+    // The binder bound every event this stack serves to the stack's own URLs.
+    let bindings = stack.bindings(&member, 9).await;
+    let bound: std::collections::BTreeSet<String> = bindings
+        .iter()
+        .map(|b| b["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(bound.len(), 9, "{bindings:#?}");
+    for b in &bindings {
+        let event = b["event"].as_str().unwrap();
+        let family = b24_events::EventKind::ALL
+            .iter()
+            .find(|k| k.bind_name().eq_ignore_ascii_case(event))
+            .expect("a served event")
+            .family();
+        assert_eq!(b["handler"], stack.url(family.as_str()), "{event}");
+    }
+    let records = stack.records(&member).await;
+    let binding = find(&records, "bindings");
+    assert_eq!(
+        binding.len(),
+        1,
+        "the binding result is on the portal: {records:#?}"
+    );
+    assert_eq!(
+        binding[0]["bound"].as_array().map(Vec::len),
+        Some(9),
+        "{:#}",
+        binding[0]
+    );
 
     // A message: add (twice), edit, and a second message added and deleted.
     let add = with(&[
@@ -417,6 +540,46 @@ async fn whole_portal_lifecycle_through_the_local_stack() {
     ]);
     assert_eq!(outcome(&send("connector", line)), (200, "applied"));
 
+    // The adapter acks message 1001: the acks function reports it to the portal.
+    let ack = Command::new(cli())
+        .args([
+            "ack",
+            "--member-id",
+            &member,
+            "--connector",
+            "myconnector",
+            "--line",
+            "107",
+            "--chat-id",
+            "1807",
+            "--message-id",
+            "1001",
+            "--external-id",
+            "ext-1001",
+            "--external-chat-id",
+            "channel-123",
+        ])
+        .output()
+        .expect("b24-events ack runs");
+    assert!(
+        ack.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ack.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let delivered = loop {
+        let d = stack.fake("GET", &format!("/_fake/portals/{member}/deliveries"), None);
+        if d.as_array().is_some_and(|d| !d.is_empty()) || Instant::now() > deadline {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let text = delivered.to_string();
+    assert!(
+        text.contains("1001") && text.contains("ext-1001"),
+        "{delivered:#}"
+    );
+
     // The table holds exactly what happened.
     let records = stack.records(&member).await;
     let portal = find(&records, "portal");
@@ -454,13 +617,35 @@ async fn whole_portal_lifecycle_through_the_local_stack() {
         9,
         "one event record per accepted, non-duplicate event: {events:#?}"
     );
+    let vault = find(&records, "tokens");
+    assert_eq!(vault.len(), 1, "the vault holds the portal's tokens");
+    assert_eq!(vault[0]["status"], "ok");
     let dump = serde_json::to_string(&records).unwrap();
     assert!(!dump.contains(token), "the table never holds a token");
+    assert!(
+        !dump.contains(TOKEN_MARKER),
+        "no token of the fake in the table: {dump}"
+    );
 
-    // Uninstall with CLEAN=1: answered at once; the purge function, driven by the table's
-    // stream through the event-source runner, deletes the portal's records in steps.
-    let uninstall = with(&["--event", "ONAPPUNINSTALL", "--clean", "--ts", "1773759900"]);
-    assert_eq!(outcome(&send("app", uninstall)), (200, "applied"));
+    // Uninstall with CLEAN=1, sent by the fake Bitrix24 to the handler the binder bound:
+    // answered at once; the purge function, driven by the table's stream through the
+    // event-source runner, deletes the portal's records in steps, the binder the vault.
+    let answers = stack.fake(
+        "POST",
+        &format!("/_fake/portals/{member}/uninstall"),
+        Some(serde_json::json!({"clean": true})),
+    );
+    let answers = answers.as_array().expect("handler answers");
+    assert_eq!(
+        answers.len(),
+        1,
+        "one bound ONAPPUNINSTALL handler: {answers:#?}"
+    );
+    assert_eq!(answers[0]["status"], 200, "{answers:#?}");
+    assert!(
+        answers[0]["body"].as_str().unwrap().contains("applied"),
+        "{answers:#?}"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let left = loop {
         let left = stack.records(&member).await;
@@ -557,7 +742,12 @@ async fn whole_portal_lifecycle_through_the_local_stack() {
         log.contains("\"status\":200"),
         "the functions logged their requests"
     );
-    for secret in [token, "forged-token"] {
+    for secret in [
+        token,
+        "forged-token",
+        TOKEN_MARKER,
+        "not-a-real-refresh-token",
+    ] {
         assert!(
             !log.contains(secret),
             "a token leaked into the function logs"
@@ -573,11 +763,13 @@ async fn fifty_concurrent_duplicates_make_one_change() {
     let stack = Stack::from_env();
     let feed = Feed::from_env().await;
     let member = format!("e2edup{}", std::process::id());
-    let auth = vec![
+    let (token, installed) = stack.install(&member);
+    assert_eq!(outcome(&installed), (200, "applied"), "{installed:?}");
+    let auth = [
         "--member-id".to_string(),
         member.clone(),
         "--application-token".into(),
-        "e2e-dup-token-0001".into(),
+        token,
     ];
     let args = |extra: &[&str]| -> Vec<String> {
         auth.iter()
@@ -585,9 +777,6 @@ async fn fifty_concurrent_duplicates_make_one_change() {
             .chain(extra.iter().map(|s| s.to_string()))
             .collect()
     };
-    let install = args(&["--event", "OnAppInstall", "--ts", "1773760000"]);
-    let refs: Vec<&str> = install.iter().map(String::as_str).collect();
-    assert_eq!(outcome(&stack.send("app", &refs)), (200, "applied"));
     for (event, ts) in [
         ("ONIMCONNECTORMESSAGEADD", "1773760100"),
         ("ONIMCONNECTORMESSAGEUPDATE", "1773760200"),
@@ -654,16 +843,8 @@ async fn change_feed_latency() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     let member = format!("lat{}", std::process::id());
-    let token = "latency-token-0001";
-    let install = [
-        "--member-id",
-        &member,
-        "--application-token",
-        token,
-        "--event",
-        "OnAppInstall",
-    ];
-    assert_eq!(outcome(&stack.send("app", &install)), (200, "applied"));
+    let (token, installed) = stack.install(&member);
+    assert_eq!(outcome(&installed), (200, "applied"), "{installed:?}");
     feed.changes_of(&member, 1, Duration::from_millis(500))
         .await;
 
@@ -673,7 +854,8 @@ async fn change_feed_latency() {
         Default::default();
     let senders: Vec<_> = (0..8)
         .map(|w| {
-            let (url, member, sent) = (url.clone(), member.clone(), sent.clone());
+            let (url, member, sent, token) =
+                (url.clone(), member.clone(), sent.clone(), token.clone());
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .http_status_as_error(false)
@@ -683,7 +865,7 @@ async fn change_feed_latency() {
                 for id in (1..=n).filter(|i| i % 8 == w) {
                     let body = b24_fixtures::Fixture::new(b24_events::EventKind::MessageAdd)
                         .member(&member)
-                        .token(token)
+                        .token(&token)
                         .message_id(100_000 + id)
                         .chat_id(1000 + id % 50)
                         .external_chat(&format!("chat-{}", id % 50))

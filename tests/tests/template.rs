@@ -274,6 +274,15 @@ fn resolve(v: &Value, overrides: &BTreeMap<&str, String>) -> Option<String> {
                 resolve(&a[2], overrides)
             }
         }
+        "Fn::GetAtt" => {
+            let (r, attr) = getatt(v).expect("GetAtt target");
+            assert!(
+                resources().contains_key(r.as_str()),
+                "GetAtt of unknown {r}"
+            );
+            Some(format!("{r}-{attr}"))
+        }
+        "Fn::Sub" => sub_string(v).map(str::to_string),
         other => panic!("cannot resolve {other} in an environment variable"),
     }
 }
@@ -285,6 +294,7 @@ fn condition(name: &str, overrides: &BTreeMap<&str, String>) -> bool {
         let a = arg.as_sequence();
         match f.as_str() {
             "Fn::Not" => !eval(&a.expect("list")[0], overrides),
+            "Fn::And" => a.expect("list").iter().all(|c| eval(c, overrides)),
             "Fn::Equals" => {
                 let a = a.expect("list");
                 resolve(&a[0], overrides) == resolve(&a[1], overrides)
@@ -677,6 +687,8 @@ const KNOWN_VARIABLES: &[&str] = &[
     "VERIFIER_ALLOW_INSECURE",
     "VERIFIER_TIMEOUT_MS",
     "PARKED_QUEUE_URL",
+    "BITRIX24_CLIENT_SECRET_PARAMETER",
+    "TOKENS_KMS_KEY_ID",
 ];
 
 #[test]
@@ -779,6 +791,13 @@ const STREAM_READ_ACTIONS: &[&str] = &[
     "dynamodb:ListStreams",
 ];
 
+const SQS_CONSUMER_ACTIONS: &[&str] = &[
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+];
+
 /// (resource as `!GetAtt X.Y`, actions) a function needs: nothing more, nothing less.
 fn expected_grants(binary: &str) -> BTreeMap<(String, String), BTreeSet<String>> {
     let table = table_id().to_string();
@@ -824,6 +843,52 @@ fn expected_grants(binary: &str) -> BTreeMap<(String, String), BTreeSet<String>>
                 ("OutboxFailuresQueue".into(), "Arn".into()),
                 set(&["sqs:SendMessage"]),
             );
+            m.insert(
+                ("PortalTasksQueue".into(), "Arn".into()),
+                set(&["sqs:SendMessage"]),
+            );
+        }
+        "b24-fn-binder" => {
+            m.insert(
+                (table, "Arn".into()),
+                set(&[
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                ]),
+            );
+            m.insert(
+                ("TokensKey".into(), "Arn".into()),
+                set(&["kms:Decrypt", "kms:Encrypt"]),
+            );
+            m.insert(
+                ("PortalTasksQueue".into(), "Arn".into()),
+                set(SQS_CONSUMER_ACTIONS),
+            );
+        }
+        "b24-fn-acks" => {
+            m.insert(
+                (table, "Arn".into()),
+                set(&["dynamodb:GetItem", "dynamodb:UpdateItem"]),
+            );
+            m.insert(
+                ("TokensKey".into(), "Arn".into()),
+                set(&["kms:Decrypt", "kms:Encrypt"]),
+            );
+            m.insert(
+                ("AcksQueue".into(), "Arn".into()),
+                set(SQS_CONSUMER_ACTIONS),
+            );
+        }
+        "b24-fn-app" => {
+            m.insert((table, "Arn".into()), set(WEBHOOK_ACTIONS));
+            m.insert(
+                ("ParkedQueue".into(), "Arn".into()),
+                set(&["sqs:SendMessage"]),
+            );
+            // A verified install seals the portal's new tokens; it never opens them.
+            m.insert(("TokensKey".into(), "Arn".into()), set(&["kms:Encrypt"]));
         }
         b if Family::ALL.iter().any(|f| binary_name(*f) == b) => {
             m.insert((table, "Arn".into()), set(WEBHOOK_ACTIONS));
@@ -871,7 +936,29 @@ fn least_privilege_for_every_function() {
                 assert_eq!(resources.len(), 1, "{id}: one resource per statement");
                 let resource = getatt(resources[0])
                     .unwrap_or_else(|| panic!("{id}: resources are !GetAtt X.Arn / StreamArn"));
-                for a in as_list(at(st, &["Action"])) {
+                let actions = as_list(at(st, &["Action"]));
+                if actions
+                    .iter()
+                    .any(|a| a.as_str().is_some_and(|a| a.starts_with("kms:")))
+                {
+                    let keys = at(
+                        st,
+                        &[
+                            "Condition",
+                            "ForAllValues:StringEquals",
+                            "kms:EncryptionContextKeys",
+                        ],
+                    );
+                    assert_eq!(
+                        as_list(keys)
+                            .iter()
+                            .filter_map(|k| k.as_str())
+                            .collect::<Vec<_>>(),
+                        ["member_id"],
+                        "{id}: KMS use bound to the member_id encryption context"
+                    );
+                }
+                for a in actions {
                     let a = a.as_str().expect("action string");
                     assert!(!a.contains('*'), "{id}: wildcard action {a}");
                     grants
@@ -1465,4 +1552,187 @@ fn dashboard_is_valid_json_and_shows_every_product_metric() {
             "{id}: no widget shows {name}"
         );
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// Talking back to Bitrix24
+
+#[test]
+fn talking_back_is_wired_as_the_code_expects() {
+    let set = BTreeMap::from([
+        ("Bitrix24ClientId", "app.0123.abcd".to_string()),
+        (
+            "Bitrix24ClientSecretParameter",
+            "/bitrix24/client-secret".to_string(),
+        ),
+    ]);
+    let none = BTreeMap::new();
+    assert!(!condition("HasClientSecret", &none));
+    assert!(condition("HasClientSecret", &set));
+    // A secret parameter without a client id turns nothing on.
+    assert!(!condition(
+        "HasClientSecret",
+        &BTreeMap::from([("Bitrix24ClientSecretParameter", "/x".to_string())])
+    ));
+    for binary in ["b24-fn-app", "b24-fn-binder", "b24-fn-acks"] {
+        let (id, f) = functions()[binary];
+        // Off by default; on, the code's config accepts the template's environment.
+        let off = environment(f, &none);
+        assert!(
+            b24_pipeline::TalkbackConfig::from_lookup(|k| off.get(k).cloned())
+                .unwrap()
+                .is_none(),
+            "{id}: talking back is off by default"
+        );
+        let on = environment(f, &set);
+        let config = b24_pipeline::TalkbackConfig::from_lookup(|k| on.get(k).cloned())
+            .unwrap_or_else(|e| panic!("{id}: {e}"))
+            .unwrap_or_else(|| panic!("{id}: talking back is on with the secret"));
+        assert_eq!(config.secret_parameter, "/bitrix24/client-secret");
+        assert!(
+            !config.allow_local,
+            "{id}: never the local-test switch in AWS"
+        );
+        assert_eq!(config.oauth_url, None, "{id}: the OAuth host is fixed");
+        let fp = effective_properties(f);
+        let raw = at(&fp, &["Environment", "Variables"]);
+        assert_eq!(
+            getatt(at(raw, &["TOKENS_KMS_KEY_ID"])),
+            Some(("TokensKey".to_string(), "Arn".to_string())),
+            "{id}: the vault's key"
+        );
+        // With the secret: exactly ssm:GetParameter on that parameter.
+        let st: Vec<&Value> = as_list(at(&fp, &["Policies"]))
+            .into_iter()
+            .flat_map(|p| as_list(at(p, &["Statement"])))
+            .filter_map(|st| intrinsic(st).map(|(_, a)| a))
+            .filter(|a| a.as_sequence().and_then(|a| a[0].as_str()) == Some("HasClientSecret"))
+            .collect();
+        assert_eq!(st.len(), 1, "{id}: one conditional ClientSecret statement");
+        let st = &st[0].as_sequence().unwrap()[1];
+        assert_eq!(
+            as_list(at(st, &["Action"]))
+                .iter()
+                .filter_map(|a| a.as_str())
+                .collect::<Vec<_>>(),
+            ["ssm:GetParameter"]
+        );
+        let arn = sub_string(at(st, &["Resource"])).expect("!Sub parameter ARN");
+        assert!(
+            arn.ends_with(":parameter${Bitrix24ClientSecretParameter}"),
+            "{arn}"
+        );
+    }
+    // The OAuth override never reaches AWS.
+    for (binary, (id, f)) in functions() {
+        let env = environment(f, &set);
+        assert!(!env.contains_key("BITRIX24_OAUTH_URL"), "{id} ({binary})");
+    }
+    // The key: rotated, retained, usable only through IAM (which grants per function).
+    let key = at(resource("TokensKey"), &["Properties"]);
+    assert_eq!(at(key, &["EnableKeyRotation"]).as_bool(), Some(true));
+    let statements = as_list(at(key, &["KeyPolicy", "Statement"]));
+    assert_eq!(statements.len(), 1, "only the account's delegation to IAM");
+    // The binder binds to the stack's own API, one URL per family.
+    let (_, binder) = functions()["b24-fn-binder"];
+    let bp = effective_properties(binder);
+    let template = sub_string(at(
+        &bp,
+        &["Environment", "Variables", "HANDLER_URL_TEMPLATE"],
+    ))
+    .expect("!Sub handler template");
+    assert!(
+        template.starts_with("https://${HttpApi}.execute-api.")
+            && template.ends_with("/bitrix24/{family}"),
+        "{template}"
+    );
+    let handlers =
+        b24_consumers::binder::Handlers::new(template.replace("${HttpApi}", "abc")).unwrap();
+    let bound: BTreeSet<String> = handlers.bindings().into_iter().map(|(e, _)| e).collect();
+    assert_eq!(
+        bound.len(),
+        9,
+        "seven connector events, ONAPPUPDATE, ONAPPUNINSTALL"
+    );
+    assert!(!bound.iter().any(|e| e.eq_ignore_ascii_case("ONAPPINSTALL")));
+    // The outbox hands portal changes to the binder's queue.
+    let (_, outbox) = functions()["b24-fn-outbox"];
+    assert_eq!(
+        ref_target(at(
+            &effective_properties(outbox),
+            &["Environment", "Variables", "PORTAL_TASKS_QUEUE_URL"]
+        )),
+        Some("PortalTasksQueue")
+    );
+    // Both consumers: SQS with partial batch responses, as the local runner plays them.
+    let runner: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("scripts/runner.json")).expect("runner.json"),
+    )
+    .unwrap();
+    for (binary, queue, dlq) in [
+        (
+            "b24-fn-binder",
+            "PortalTasksQueue",
+            "PortalTasksDeadLetterQueue",
+        ),
+        ("b24-fn-acks", "AcksQueue", "AcksDeadLetterQueue"),
+    ] {
+        let (id, f) = functions()[binary];
+        let props = effective_properties(f);
+        let events = at(&props, &["Events"]).as_mapping().expect("Events");
+        assert_eq!(events.len(), 1, "{id}");
+        let ep = at(events.iter().next().unwrap().1, &["Properties"]);
+        assert_eq!(
+            getatt(at(ep, &["Queue"])),
+            Some((queue.to_string(), "Arn".to_string()))
+        );
+        assert_eq!(
+            as_list(at(ep, &["FunctionResponseTypes"]))
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>(),
+            ["ReportBatchItemFailures"]
+        );
+        let q = queue_props(queue);
+        assert_eq!(at(q, &["SqsManagedSseEnabled"]).as_bool(), Some(true));
+        assert!(
+            number(at(q, &["VisibilityTimeout"])) >= number(at(&props, &["Timeout"])),
+            "{queue}"
+        );
+        assert_eq!(
+            getatt(at(q, &["RedrivePolicy", "deadLetterTargetArn"])),
+            Some((dlq.to_string(), "Arn".to_string()))
+        );
+        let local = runner["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["function"] == binary)
+            .unwrap_or_else(|| panic!("a runner source for {binary}"));
+        assert_eq!(local["kind"], "sqs");
+        assert_eq!(local["report_batch_item_failures"], true);
+        assert_eq!(
+            local["batch_size"].as_i64(),
+            Some(number(at(ep, &["BatchSize"]))),
+            "{binary}"
+        );
+        // The DLQ is alarmed.
+        let alarmed = resources_of_type("AWS::CloudWatch::Alarm")
+            .iter()
+            .any(|(_, a)| {
+                dimensions(at(a, &["Properties"])).iter().any(|(k, v)| {
+                    k == "QueueName"
+                        && getatt(v) == Some((dlq.to_string(), "QueueName".to_string()))
+                })
+            });
+        assert!(alarmed, "{dlq} alarm");
+    }
+    // Portals that need a reinstall are alarmed, from both consumers' metric.
+    let alarm = at(resource("NeedsReinstallAlarm"), &["Properties"]);
+    let metrics: Vec<String> = alarm_metrics(resource("NeedsReinstallAlarm"))
+        .iter()
+        .map(|m| at(m, &["MetricName"]).as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(metrics, [names::NEEDS_REINSTALL, names::NEEDS_REINSTALL]);
+    assert!(get(alarm, "Metrics").is_some());
 }

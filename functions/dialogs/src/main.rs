@@ -7,6 +7,8 @@ use b24_pipeline::{InitError, RefuseTokenChanges};
 async fn main() -> Result<(), InitError> {
     // Built once per execution environment, borrowed by every invocation. This family has no
     // install/update events, so it never verifies one (no HTTPS client linked).
-    let pipeline = b24_pipeline::pipeline_from_env(Family::Dialogs, |_| RefuseTokenChanges)?;
+    let pipeline = b24_pipeline::pipeline_from_env(Family::Dialogs, |_| {
+        Ok::<_, InitError>(RefuseTokenChanges)
+    })?;
     b24_pipeline::serve(pipeline).await
 }

@@ -23,13 +23,18 @@ async fn main() -> Result<(), InitError> {
         b24_state::dynamodb_client(&env, Timeouts::BACKGROUND),
         config.table_name.clone(),
     );
-    let sinks = Sinks {
-        queue: SqsFifo::new(
-            b24_pipeline::park::sqs_client(&env, Timeouts::BACKGROUND),
-            queue_url,
-        ),
-        bus: b24_pipeline::optional_var("CHANGES_EVENT_BUS")
-            .map(|bus| EventBus::new(outbox::eventbridge_client(&env, Timeouts::BACKGROUND), bus)),
+    let sqs = b24_pipeline::park::sqs_client(&env, Timeouts::BACKGROUND);
+    let sinks = WithTasks {
+        inner: Sinks {
+            queue: SqsFifo::new(sqs.clone(), queue_url),
+            bus: b24_pipeline::optional_var("CHANGES_EVENT_BUS").map(|bus| {
+                EventBus::new(outbox::eventbridge_client(&env, Timeouts::BACKGROUND), bus)
+            }),
+        },
+        // portal.* changes for the binder (events bound on install/update, vault cleared on
+        // uninstall); unset: nobody talks back to Bitrix24.
+        tasks: b24_pipeline::optional_var("PORTAL_TASKS_QUEUE_URL")
+            .map(|url| SqsQueue::new(sqs, url)),
     };
     let domains = PortalDomains::new(store);
     let metrics = Metrics::stdout(config.metrics_namespace.clone());

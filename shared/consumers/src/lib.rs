@@ -1,12 +1,15 @@
 //! # b24-consumers
 //!
-//! The handlers of the functions that consume the table's stream and the product's queues.
+//! The handlers of the functions that consume the table's stream and the product's queues
+//! (purge, redrive, outbox, and the two that talk back to Bitrix24: binder and acks).
 //! Each takes the Lambda event type AWS sends (`aws_lambda_events`), does its work through the
 //! state crate, and reports failures per record (`batchItemFailures`), so only what failed is
 //! retried. The functions' `main.rs` only build clients and hand them to these.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod acks;
+pub mod binder;
 pub mod outbox;
 pub mod purge;
 pub mod redrive;

@@ -326,7 +326,11 @@ impl<P: Publisher, T: Publisher> Publisher for WithTasks<P, T> {
         let Some(tasks) = &self.tasks else {
             return Ok(());
         };
-        let mine: Vec<Change> = changes.iter().filter(|c| is_portal_task(c)).cloned().collect();
+        let mine: Vec<Change> = changes
+            .iter()
+            .filter(|c| is_portal_task(c))
+            .cloned()
+            .collect();
         tasks.publish(&mine).await
     }
 }

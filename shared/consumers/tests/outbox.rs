@@ -1490,7 +1490,10 @@ mod hostile {
         let m = rec.changes()[1].message.clone().unwrap();
         assert!(m.text_truncated, "the cut text is marked truncated");
         let text = m.text.unwrap();
-        assert!(text.len() < big.len() && big.starts_with(&text), "a prefix of the text");
+        assert!(
+            text.len() < big.len() && big.starts_with(&text),
+            "a prefix of the text"
+        );
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! `b24-events changes`: reads the change feed (`changes.fifo`), prints one `b24.change.v1`
-//! JSON object per line and deletes what it printed.
+//! JSON object per line and deletes what it printed; `b24-events ack`: sends one
+//! `b24.ack.v1` delivery ack to the acks queue.
 //!
 //! A change is deleted only after its line was written and flushed, so a closed pipe or an
 //! interrupted run leaves the unprinted changes on the queue (they come back after the queue's
@@ -13,6 +14,79 @@ use std::time::{Duration, Instant};
 
 /// The change feed of `make dev` (stack `dev` on moto's default port).
 pub const DEV_QUEUE_URL: &str = "http://127.0.0.1:5000/123456789012/dev-changes.fifo";
+/// The acks queue of `make dev`.
+pub const DEV_ACKS_QUEUE_URL: &str = "http://127.0.0.1:5000/123456789012/dev-acks";
+
+/// `b24-events ack`: the ack's fields (the ids come from the change that was delivered).
+#[derive(clap::Args, Debug)]
+pub struct AckArgs {
+    /// The acks queue (default: $ACKS_QUEUE_URL, else make dev's queue).
+    #[arg(long, value_name = "URL", env = "ACKS_QUEUE_URL", default_value = DEV_ACKS_QUEUE_URL)]
+    queue_url: String,
+    /// The portal (the change's member_id).
+    #[arg(long)]
+    member_id: String,
+    /// The connector as Bitrix24 sent it (the change's connector_as_sent).
+    #[arg(long)]
+    connector: String,
+    /// The open line.
+    #[arg(long)]
+    line: i64,
+    /// im.chat_id of the message.
+    #[arg(long)]
+    chat_id: i64,
+    /// im.message_id of the message.
+    #[arg(long)]
+    message_id: i64,
+    /// The message's id in your channel (repeatable).
+    #[arg(long = "external-id", required = true)]
+    external_ids: Vec<String>,
+    /// The chat's id in your channel (the change's message.chat.id).
+    #[arg(long)]
+    external_chat_id: String,
+    /// When your channel took it (Unix seconds; default now).
+    #[arg(long)]
+    delivered_at: Option<i64>,
+}
+
+/// Validates the ack as the receiver will and sends it.
+pub fn send_ack(a: &AckArgs) -> Result<(), String> {
+    let ack = b24_state::acks::Ack {
+        schema: b24_state::acks::SCHEMA.into(),
+        member_id: a.member_id.clone(),
+        connector: a.connector.clone(),
+        line: a.line,
+        im: b24_state::acks::AckIm {
+            chat_id: a.chat_id,
+            message_id: a.message_id,
+        },
+        message_ids: a.external_ids.clone(),
+        chat_id: a.external_chat_id.clone(),
+        delivered_at: a.delivered_at.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+        }),
+    };
+    ack.validate().map_err(|e| e.to_string())?;
+    let body = ack.to_json_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let id = runtime.block_on(async {
+        let sqs = client(&a.queue_url).await;
+        sqs.send_message()
+            .queue_url(&a.queue_url)
+            .message_body(&body)
+            .send()
+            .await
+            .map_err(|e| format!("sending to {}: {}", a.queue_url, sdk_error(&e)))
+            .map(|out| out.message_id.unwrap_or_default())
+    })?;
+    out_line(&format!("{body} {id}"))
+}
 
 /// What `changes` was asked to do.
 #[derive(Debug, Clone)]

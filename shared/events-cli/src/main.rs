@@ -5,6 +5,8 @@
 //! - `b24-events encode [FILE|-]` turns a wire-shaped JSON event into a PHP form body.
 //! - `b24-events send --url URL --event CODE ...` POSTs a realistic event to a handler.
 //! - `b24-events changes [--queue-url URL] [--wait S] [--follow]` prints the change feed.
+//! - `b24-events ack --member-id M --connector C --line L --chat-id N --message-id N ...` sends
+//!   one delivery ack to the acks queue.
 //!
 //! Exit codes: 0 success; 1 `send` got a non-2xx answer; 2 usage, input or connection error.
 
@@ -55,6 +57,11 @@ enum Command {
     /// Prints `<status> <answer body>`; exit 0 on 2xx, 1 on another status, 2 on a usage or
     /// connection error. Tokens are never printed, except by --print-body.
     Send(SendArgs),
+    /// Send one delivery ack (b24.ack.v1) to the acks queue: the receiver reports it to
+    /// Bitrix24 as imconnector.send.status.delivery.
+    ///
+    /// Against `make dev` no queue URL is needed. Prints the ack's JSON and the SQS message id.
+    Ack(changes::AckArgs),
     /// Print the change feed: one b24.change.v1 JSON object per line, deleting what was printed.
     ///
     /// Against `make dev` no argument is needed. Against AWS, pass the stack's ChangesQueueUrl
@@ -92,6 +99,9 @@ struct SendArgs {
     /// auth[access_token] (not sent with ONAPPUNINSTALL unless given).
     #[arg(long)]
     access_token: Option<String>,
+    /// auth[refresh_token] of ONAPPINSTALL/ONAPPUPDATE (default: the fixture's).
+    #[arg(long)]
+    refresh_token: Option<String>,
     /// auth[domain].
     #[arg(long, default_value = "some-domain.bitrix24.ru")]
     domain: String,
@@ -146,6 +156,7 @@ fn main() -> ExitCode {
         } => run_decode(content_type.as_deref(), lines, file),
         Command::Encode { file } => run_encode(file),
         Command::Send(args) => run_send(&args),
+        Command::Ack(args) => changes::send_ack(&args).map(|()| ExitCode::SUCCESS),
         Command::Changes {
             queue_url,
             wait,
@@ -323,6 +334,9 @@ fn build_event(a: &SendArgs) -> Result<Event, String> {
         .ts(a.ts.unwrap_or_else(now));
     if kind != EventKind::MessageAdd {
         f = f.external_ids(&[a.external_id.as_str()]);
+    }
+    if let Some(t) = &a.refresh_token {
+        f = f.refresh_token(t);
     }
     if let Some(t) = &a.access_token {
         f = f.access_token(t);

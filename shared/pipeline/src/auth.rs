@@ -52,6 +52,23 @@ pub async fn authenticate<S: Store, V: InstallVerifier>(
         verified_client_endpoint: None,
     };
     Ok(match registry.check(member, Some(&token_hash)).await? {
+        AuthCheck::Verified(p) if installs && verifier.verifies_every_install() => {
+            match verify(event, Some(&p), verifier, token_hash.clone()).await {
+                // The token stays: applied as an installed portal's event, with the endpoint
+                // the OAuth server named.
+                AuthResult::Accepted {
+                    verified_client_endpoint,
+                    ..
+                } => AuthResult::Accepted {
+                    authorization: Authorization::Installed {
+                        token_hash,
+                        epoch: p.epoch,
+                    },
+                    verified_client_endpoint,
+                },
+                refused => refused,
+            }
+        }
         AuthCheck::Verified(p) => accepted(Authorization::Installed {
             token_hash,
             epoch: p.epoch,

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod park;
 mod pipeline;
 pub mod request;
+pub mod talkback;
 pub mod verifier;
 
 pub use answer::{Answer, AuthFailure, Rejection};
@@ -37,6 +38,7 @@ pub use metrics::Metrics;
 pub use park::{NoParking, ParkedEvent, Parker, SqsParker};
 pub use pipeline::{Pipeline, STORAGE_BUDGET};
 pub use request::WebhookRequest;
+pub use talkback::{Bitrix24, OAuthVerifier, TalkError, TalkbackConfig};
 pub use verifier::{AppInfoVerifier, InstallVerifier, RefuseTokenChanges, Verified, VerifyError};
 
 use b24_events::Family;
@@ -50,9 +52,9 @@ pub type InitError = lambda_runtime::Error;
 /// DynamoDB and SQS clients (from the environment alone, see `b24_state::AwsEnv`), the
 /// install verifier made by `verifier` and the metrics sink. Nothing here touches the
 /// network; the first DynamoDB connection is made by the first request.
-pub fn pipeline_from_env<V: InstallVerifier>(
+pub fn pipeline_from_env<V: InstallVerifier, E: Into<InitError>>(
     family: Family,
-    verifier: impl FnOnce(&Config) -> V,
+    verifier: impl FnOnce(&Config) -> Result<V, E>,
 ) -> Result<Pipeline<DynamoStore, V, SqsParker>, InitError> {
     logging::init();
     logging::abort_on_panic();
@@ -62,7 +64,7 @@ pub fn pipeline_from_env<V: InstallVerifier>(
     let store = DynamoStore::new(client, config.table_name.clone());
     let parker = SqsParker::lazy(env, config.parked_queue_url.clone());
     let metrics = Metrics::stdout(config.metrics_namespace.clone());
-    let verifier = verifier(&config);
+    let verifier = verifier(&config).map_err(Into::into)?;
     Ok(Pipeline::with_parker(
         &config,
         Arc::new(store),

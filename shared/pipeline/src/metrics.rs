@@ -56,6 +56,22 @@ pub mod names {
     /// Outbox invocations that left a record for a retry (the queue or bus refused).
     pub const OUTBOX_FAILURES: &str = "OutboxFailures";
 
+    /// Portals whose events the binder bound (dimension `Function=binder`).
+    pub const PORTALS_BOUND: &str = "PortalsBound";
+    /// Portal tasks left for a retry (Bitrix24 or the vault unavailable, rate limited).
+    pub const BINDER_RETRIES: &str = "BinderRetries";
+    /// Vaults cleared after an uninstall.
+    pub const VAULTS_CLEARED: &str = "VaultsCleared";
+    /// Portals whose refresh token was refused (`invalid_grant`): they need a reinstall
+    /// (dimension `Function`, binder or acks).
+    pub const NEEDS_REINSTALL: &str = "NeedsReinstall";
+    /// Delivery acks reported to Bitrix24 (dimension `Function=acks`).
+    pub const ACKS_DELIVERED: &str = "AcksDelivered";
+    /// Acks left on the queue for a later attempt (rate limit, Bitrix24 unavailable).
+    pub const ACKS_RETRIED: &str = "AcksRetried";
+    /// Acks dropped for good (invalid, unknown or uninstalled portal, refused by Bitrix24).
+    pub const ACKS_DROPPED: &str = "AcksDropped";
+
     /// Every metric a consumer function emits, with dimension `Function`.
     pub const CONSUMER_METRICS: &[&str] = &[
         PURGE_STEPS,
@@ -69,6 +85,13 @@ pub mod names {
         CHANGES_PUBLISHED,
         UNREADABLE_RECORDS,
         OUTBOX_FAILURES,
+        PORTALS_BOUND,
+        BINDER_RETRIES,
+        VAULTS_CLEARED,
+        NEEDS_REINSTALL,
+        ACKS_DELIVERED,
+        ACKS_RETRIED,
+        ACKS_DROPPED,
     ];
 }
 

@@ -35,6 +35,12 @@ pub trait InstallVerifier: Send + Sync + 'static {
     fn verifies_first_installs(&self) -> bool {
         false
     }
+
+    /// Whether every install and update is verified, also one that keeps the portal's token
+    /// (otherwise only token changes and reinstalls are).
+    fn verifies_every_install(&self) -> bool {
+        false
+    }
 }
 
 /// What a successful verification learned.

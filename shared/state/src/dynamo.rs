@@ -60,6 +60,37 @@ impl DynamoStore {
         Ok(DynamoStore::new(Client::from_conf(conf), table))
     }
 
+    /// Records what binding the stack's events on `member`'s portal did (`record`: a JSON
+    /// object), replacing the previous result: `PORTAL#{member}` / `BINDINGS`.
+    pub async fn put_bindings(&self, member: &MemberId, record: &Value) -> Result<(), StoreError> {
+        let Some(fields) = record.as_object() else {
+            return Err(StoreError::Invalid {
+                operation: "PutItem",
+                cause: "bindings must be an object".into(),
+            });
+        };
+        let mut item: HashMap<String, AttributeValue> =
+            fields.iter().map(|(k, v)| (k.clone(), to_av(v))).collect();
+        item.insert("pk".into(), AttributeValue::S(schema::portal_pk(member)));
+        item.insert("sk".into(), AttributeValue::S(schema::BINDINGS_SK.into()));
+        item.insert(
+            "record_type".into(),
+            AttributeValue::S(schema::record_type::BINDINGS.into()),
+        );
+        item.insert(
+            "member_id".into(),
+            AttributeValue::S(member.as_str().into()),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("PutItem", e))?;
+        Ok(())
+    }
+
     /// The table name.
     pub fn table(&self) -> &str {
         &self.table

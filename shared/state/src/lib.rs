@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod acks;
 pub mod changes;
 mod client;
 mod dynamo;
@@ -20,6 +21,7 @@ pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod transition;
+pub mod vault;
 
 pub use client::{aws_http_client, dynamodb_client, AwsEnv, Timeouts};
 pub use dynamo::{from_av, item_from_av, to_av, DynamoStore};

@@ -163,6 +163,9 @@ impl std::fmt::Display for MemberId {
     }
 }
 
+/// Sort key of the record of what binding the stack's events on the portal did.
+pub const BINDINGS_SK: &str = "BINDINGS";
+
 /// Partition of the portal record, its lines/connectors, its dialog sessions and purge markers.
 pub fn portal_pk(member_id: &MemberId) -> String {
     format!("PORTAL#{member_id}")
@@ -248,6 +251,10 @@ pub mod record_type {
     pub const EVENT: &str = "event";
     /// A purge marker.
     pub const PURGE: &str = "purge";
+    /// The portal's sealed OAuth tokens (`vault`).
+    pub const TOKENS: &str = "tokens";
+    /// The result of binding the stack's events on the portal.
+    pub const BINDINGS: &str = "bindings";
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,22 +1,39 @@
-//! The fake's clock: wall time plus an offset that tests move forward instead of sleeping.
+//! The fake's clock: wall time (or a frozen instant) plus an offset that tests move forward
+//! instead of sleeping.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Wall-clock time shifted by [`Clock::advance`]; drives token expiry and the rate limit.
+/// Wall-clock time shifted by [`Clock::advance`]; drives token expiry and the rate limit. A
+/// frozen clock stands still at the instant it was made: only [`Clock::advance`] moves it, so
+/// what a test sees does not depend on how fast the machine runs it.
 #[derive(Debug, Default)]
 pub(crate) struct Clock {
+    /// The instant a frozen clock stands at (µs since the epoch); `None`: wall time.
+    frozen_at: Option<i64>,
     offset_micros: AtomicI64,
 }
 
+fn wall_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as i64
+}
+
 impl Clock {
+    /// A clock on wall time, or (`frozen`) one standing at the current instant.
+    pub(crate) fn new(frozen: bool) -> Self {
+        Clock {
+            frozen_at: frozen.then(wall_micros),
+            offset_micros: AtomicI64::new(0),
+        }
+    }
+
     /// Seconds since the Unix epoch, with microseconds.
     pub(crate) fn now(&self) -> f64 {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_micros() as i64;
-        (wall + self.offset_micros.load(Ordering::Relaxed)) as f64 / 1e6
+        let base = self.frozen_at.unwrap_or_else(wall_micros);
+        (base + self.offset_micros.load(Ordering::Relaxed)) as f64 / 1e6
     }
 
     /// Whole seconds since the Unix epoch.
@@ -30,7 +47,7 @@ impl Clock {
         self.offset_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    /// Back to wall time.
+    /// Back to wall time (a frozen clock: back to the instant it was frozen at).
     pub(crate) fn reset(&self) {
         self.offset_micros.store(0, Ordering::Relaxed);
     }
@@ -83,5 +100,21 @@ mod tests {
         assert!(clock.now() - before >= 3599.0);
         clock.reset();
         assert!(clock.now() - before < 60.0);
+    }
+
+    #[test]
+    fn a_frozen_clock_moves_only_when_advanced() {
+        let clock = Clock::new(true);
+        let start = clock.now();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(clock.now(), start);
+        clock.advance(Duration::from_millis(1500));
+        assert!((clock.now() - start - 1.5).abs() < 1e-6);
+        clock.reset();
+        assert_eq!(clock.now(), start);
+        let wall = Clock::new(false);
+        let before = wall.now();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(wall.now() > before);
     }
 }

@@ -35,6 +35,10 @@ pub struct FakeConfig {
     pub request_timeout: Duration,
     /// Bound on each POST of the event sender to a handler (connect, send, read the answer).
     pub handler_timeout: Duration,
+    /// Freeze the fake's clock at start: time (token expiry, the rate limit's drain, the
+    /// `time` of answers) then moves only through `advance_clock`, so timing-sensitive tests do
+    /// not depend on the machine's speed. Default `false`: wall time (plus `advance_clock`).
+    pub freeze_clock: bool,
 }
 
 impl Default for FakeConfig {
@@ -51,6 +55,7 @@ impl Default for FakeConfig {
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(10),
             handler_timeout: Duration::from_secs(10),
+            freeze_clock: false,
         }
     }
 }

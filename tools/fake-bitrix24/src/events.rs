@@ -1,5 +1,6 @@
 //! The event sender: builds the form bodies Bitrix24's queue server POSTs to handlers (PHP
-//! `http_build_query`, bracket keys, every scalar a string) and sends them.
+//! `http_build_query`, bracket keys, every scalar a string: the product's own encoder,
+//! `b24_events::encode::php_form`) and sends them.
 //!
 //! Field order follows the docs' examples: `event`, `event_handler_id`, `data`, `ts`, `auth`,
 //! with `auth` as in the raw body of the official PHP SDK's test (access_token, expires,
@@ -7,10 +8,10 @@
 //! application_token); ONAPPINSTALL's `auth` as fixture `api-reference/common/events/
 //! on-app-install.md`, ONAPPUNINSTALL's as `on-app-uninstall.md`.
 
+use b24_events::encode::php_form;
 use serde_json::{Map, Value};
 
 use crate::error::FakeError;
-use crate::php_form::build_query;
 use crate::records::{Binding, HandlerResponse, InstallCredentials};
 use crate::world::{Portal, Settings, World};
 
@@ -211,7 +212,7 @@ fn body(
     }
     form.insert("ts".into(), ts.to_string().into());
     form.insert("auth".into(), Value::Object(auth));
-    build_query(&form)
+    php_form(&Value::Object(form))
 }
 
 fn push(auth: &mut Map<String, Value>, key: &str, value: impl ToString) {

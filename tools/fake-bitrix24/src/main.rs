@@ -31,6 +31,9 @@ struct Args {
     /// Turn the REST rate limit off (default: 2 requests/s, burst 50 per portal).
     #[arg(long)]
     no_rate_limit: bool,
+    /// Freeze the clock: time moves only through `POST /_fake/clock/advance`.
+    #[arg(long)]
+    freeze_clock: bool,
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         } else {
             FakeConfig::default().rate_limit
         },
+        freeze_clock: args.freeze_clock,
         ..FakeConfig::default()
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -1,11 +1,18 @@
-//! PHP form encoding both ways: `parse_str` for what clients send, `http_build_query` for what
-//! Bitrix24 sends to event handlers.
+//! PHP forms: `parse_str` for what clients send.
 //!
 //! Bitrix24 is PHP: a form body `cmd[a]=x&MESSAGES[0][im][chat_id]=1` arrives as nested arrays
-//! whose every leaf is a string, and outgoing events are built with `http_build_query`, which
-//! percent-encodes the brackets of the keys too (`auth%5Bmember_id%5D=…`).
+//! whose every leaf is a string. The building side (`http_build_query`, for the events the fake
+//! sends) is the product's own encoder, `b24_events::encode::php_form`: one encoder, checked
+//! against PHP's output in `shared/events`. The parser stays the fake's own: it plays
+//! Bitrix24's PHP receiving what the product sends, and the product's decoder cannot be that
+//! independent referee (it is one of the things under test, and it builds typed events rather
+//! than PHP's `$_REQUEST` arrays, with PHP's odd-key rules and limits).
 
 use serde_json::{Map, Value};
+
+/// PHP's `urlencode` (the product's: `b24_events::encode::urlencode`), for tests that build
+/// PHP forms by hand.
+pub use b24_events::encode::urlencode;
 
 /// Most fields one form may carry (PHP's `max_input_vars` is 1000 by default; Bitrix24 raises it).
 pub const MAX_FIELDS: usize = 10_000;
@@ -99,66 +106,6 @@ fn next_index(map: &Map<String, Value>) -> i64 {
         .map_or(0, |m| m.saturating_add(1))
 }
 
-/// Encodes like PHP's `http_build_query($data)` (RFC 1738 flavour, PHP's default).
-///
-/// Keys nest as `outer%5Binner%5D`, lists use their indices, `true`/`false` become `1`/`0`,
-/// numbers their decimal text; `null` and empty containers produce no field at all, exactly as
-/// PHP leaves them out.
-pub fn build_query(data: &Map<String, Value>) -> String {
-    let mut out = String::new();
-    for (key, value) in data {
-        encode_value(&mut out, &urlencode(key), value);
-    }
-    out
-}
-
-fn encode_value(out: &mut String, name: &str, value: &Value) {
-    match value {
-        Value::Null => {}
-        Value::Bool(b) => push_field(out, name, if *b { "1" } else { "0" }),
-        Value::Number(n) => push_field(out, name, &n.to_string()),
-        Value::String(s) => push_field(out, name, s),
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                encode_value(out, &format!("{name}%5B{i}%5D"), item);
-            }
-        }
-        Value::Object(map) => {
-            for (key, item) in map {
-                encode_value(out, &format!("{name}%5B{}%5D", urlencode(key)), item);
-            }
-        }
-    }
-}
-
-fn push_field(out: &mut String, name: &str, value: &str) {
-    if !out.is_empty() {
-        out.push('&');
-    }
-    out.push_str(name);
-    out.push('=');
-    out.push_str(&urlencode(value));
-}
-
-/// PHP's `urlencode`: letters, digits and `-_.` stay, a space becomes `+`, every other byte
-/// `%XX` with upper-case hex (so `~` becomes `%7E`, unlike RFC 3986 encoders).
-pub fn urlencode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for &b in text.as_bytes() {
-        match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                out.push('%');
-                out.push(HEX[(b >> 4) as usize] as char);
-                out.push(HEX[(b & 15) as usize] as char);
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,15 +141,14 @@ mod tests {
         assert!(parse_query(&many).is_err());
     }
 
+    use b24_events::encode::php_form;
+
     #[test]
-    fn build_matches_php_http_build_query() {
+    fn the_shared_builder_makes_what_event_handlers_expect() {
         let data = json!({"event":"ONAPPTEST","data":{"QUERY":{"any":"data d~"},"LIST":[1,true,false,null],"E":[]},
             "auth":{"scope":"crm,placement","client_endpoint":"https://x.bitrix24.com/rest/"}});
-        let Value::Object(map) = data else {
-            unreachable!()
-        };
         assert_eq!(
-            build_query(&map),
+            php_form(&data),
             "event=ONAPPTEST&data%5BQUERY%5D%5Bany%5D=data+d%7E&data%5BLIST%5D%5B0%5D=1&data%5BLIST%5D%5B1%5D=1\
              &data%5BLIST%5D%5B2%5D=0&auth%5Bscope%5D=crm%2Cplacement\
              &auth%5Bclient_endpoint%5D=https%3A%2F%2Fx.bitrix24.com%2Frest%2F"
@@ -212,10 +158,7 @@ mod tests {
     #[test]
     fn build_then_parse_round_trips_as_strings() {
         let data = json!({"data":{"MESSAGES":[{"im":{"chat_id":1807},"message":{"text":"[b]Я:[/b] a&b=c"}}]}});
-        let Value::Object(map) = data else {
-            unreachable!()
-        };
-        let back = parse_query(&build_query(&map)).unwrap();
+        let back = parse_query(&php_form(&data)).unwrap();
         assert_eq!(
             Value::Object(back),
             json!({"data":{"MESSAGES":{"0":{"im":{"chat_id":"1807"},"message":{"text":"[b]Я:[/b] a&b=c"}}}}})

@@ -32,7 +32,7 @@ impl Shared {
         config: FakeConfig,
         client: reqwest::Client,
     ) -> Result<(Self, Vec<InstallCredentials>), FakeError> {
-        let clock = Clock::default();
+        let clock = Clock::new(config.freeze_clock);
         let (world, initial) = populate(&settings, &config, clock.now_secs())?;
         let shared = Shared {
             settings,

@@ -29,7 +29,9 @@ pub async fn bounded<F: Future<Output = T>, T>(f: F) -> T {
         .expect("test took longer than 30 s")
 }
 
-/// A fake with app [`CLIENT_ID`] and portals [`MEMBER`], [`OTHER_MEMBER`]; tokens prefixed.
+/// A fake with app [`CLIENT_ID`] and portals [`MEMBER`], [`OTHER_MEMBER`]; tokens prefixed;
+/// the clock frozen (time moves only through `advance_clock`), so no test depends on how fast
+/// the machine runs it.
 pub async fn start() -> (FakeBitrix24, InstallCredentials) {
     start_with(|_| {}).await
 }
@@ -42,6 +44,7 @@ pub async fn start_with(edit: impl FnOnce(&mut FakeConfig)) -> (FakeBitrix24, In
             PortalSpec::new(MEMBER, CLIENT_ID),
             PortalSpec::new(OTHER_MEMBER, CLIENT_ID),
         ],
+        freeze_clock: true,
         ..FakeConfig::default()
     };
     edit(&mut config);
