@@ -2,8 +2,9 @@
 # `make dev`: the product on this machine, no AWS account needed. Installs what is missing,
 # starts the official DynamoDB Local on 127.0.0.1, creates the table from the code's schema,
 # serves the real functions with `cargo lambda watch` on 127.0.0.1 (reloading on code changes),
-# runs the event-source runner that plays the template's stream/queue mappings
-# (scripts/runner.json: purge and outbox on the stream, redrive on the parked queue), prints the URLs and a command that sends a real event. Ctrl-C stops
+# runs the fake Bitrix24 the functions talk back to and the event-source runner that plays the
+# template's stream/queue mappings (scripts/runner.json: purge and outbox on the stream; redrive,
+# binder and acks on their queues), prints the URLs and commands to try. Ctrl-C stops
 # everything.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,6 +18,8 @@ STACK_WAIT_SECONDS=900
 export DDB_PORT="${DDB_PORT:-8000}"
 # moto's own default port: `b24-events changes` finds dev-changes.fifo there without arguments.
 export MOTO_PORT="${MOTO_PORT:-5000}"
+# The fake Bitrix24 (REST + OAuth) the functions talk back to; make demo finds it here.
+export FAKE_B24_PORT="${FAKE_B24_PORT:-5100}"
 # On disk, so the table survives `make ddb-stop` / `make ddb-start` (and the next `make dev`).
 export DDB_DATA_DIR="${DDB_DATA_DIR:-$PWD/.dev/dev/ddb-data}"
 stack_start dev
@@ -35,10 +38,19 @@ cat <<MSG
     POST $URL_connector
     POST $URL_app
 
-  Install a demo portal, then send a message:
+  Fake Bitrix24 (REST + OAuth, app local.b24fake.app): $FAKE_B24_URL
+    acks queue        $ACKS_QUEUE_URL
 
-    target/debug/b24-events send --url $URL_app --event ONAPPINSTALL --member-id demo-portal --application-token demo-token
-    target/debug/b24-events send --url $URL_messages --event ONIMCONNECTORMESSAGEADD --member-id demo-portal --application-token demo-token --text 'Hello from make dev'
+  The whole lifecycle in one command (in a second terminal): make demo
+
+  Or by hand: install a portal through the fake Bitrix24 — it posts a real ONAPPINSTALL, the app
+  function verifies it with the fake's OAuth server, keeps the tokens (KMS), and the binder binds
+  every event — then send a message with the application_token the install answer shows:
+
+    curl -s -X POST $FAKE_B24_URL/_fake/portals -d '{"member_id":"demo-portal"}'
+    curl -s -X POST $FAKE_B24_URL/_fake/portals/demo-portal/install -d '{"url":"$URL_app"}'
+    target/debug/b24-events send --url $URL_messages --event ONIMCONNECTORMESSAGEADD --member-id demo-portal --application-token <application_token> --text 'Hello from make dev'
+    curl -s $FAKE_B24_URL/_fake/portals/demo-portal/bindings
 
   See the portal's records:
 

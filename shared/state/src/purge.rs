@@ -220,9 +220,14 @@ pub async fn step<B: Backend + PagedQuery>(
 /// Whether `item` belongs to the purged generation of the marker's portal.
 fn purgeable(item: &Item, marker: &Marker) -> bool {
     let record_type = item.get("record_type").and_then(Value::as_str);
+    // The portal record and the markers stay; the vault is cleared by the binder after any
+    // uninstall (a purge of the old epoch must never delete the tokens a reinstall just
+    // stored: the vault record has no epoch of its own).
     if matches!(
         record_type,
-        Some(schema::record_type::PORTAL) | Some(schema::record_type::PURGE)
+        Some(schema::record_type::PORTAL)
+            | Some(schema::record_type::PURGE)
+            | Some(schema::record_type::TOKENS)
     ) {
         return false;
     }

@@ -281,3 +281,63 @@ async fn sealed_tokens_are_bound_to_their_member_id() {
         assert!(!format!("{e} {e:?}").contains("VAULTSECRET"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_purge_never_deletes_the_vault_a_reinstall_may_have_filled() {
+    use b24_events::EventKind;
+    use b24_fixtures::Fixture;
+    let (vault, _, table) = vault().await;
+    let store = b24_state::testing::fresh_store_on(&table);
+    let m = member("vaultpurge");
+    let install = Fixture::new(EventKind::AppInstall)
+        .member(m.as_str())
+        .token("tok-1")
+        .ts(100)
+        .event();
+    b24_state::testing::apply_trusted(&store, &install, 100, 30)
+        .await
+        .unwrap();
+    let msg = Fixture::new(EventKind::MessageAdd)
+        .member(m.as_str())
+        .token("tok-1")
+        .message_id(5)
+        .ts(110)
+        .event();
+    b24_state::testing::apply_trusted(&store, &msg, 110, 30)
+        .await
+        .unwrap();
+    vault.store(&m, &tokens(1, NOW + 3600), NOW).await.unwrap();
+    let uninstall = Fixture::new(EventKind::AppUninstall)
+        .member(m.as_str())
+        .token("tok-1")
+        .clean(true)
+        .ts(120)
+        .event();
+    b24_state::testing::apply_trusted(&store, &uninstall, 120, 30)
+        .await
+        .unwrap();
+    b24_state::testing::run_purges(&store, m.as_str(), 100)
+        .await
+        .unwrap();
+    let kinds: Vec<String> = store
+        .portal_records(&m)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r["record_type"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!kinds.iter().any(|k| k == "message"), "purged: {kinds:?}");
+    assert!(
+        kinds.iter().any(|k| k == "tokens"),
+        "the vault stays: {kinds:?}"
+    );
+    assert_eq!(
+        vault
+            .access_token(&m, &Oauth::default(), NOW)
+            .await
+            .unwrap()
+            .token
+            .expose(),
+        "VAULTSECRET-access-1"
+    );
+}
