@@ -117,6 +117,9 @@ pub struct StreamConfig {
     report_batch_item_failures: Option<bool>,
     #[serde(default)]
     poll_interval_ms: Option<u64>,
+    /// Keeps the shards' positions between runs (see `StreamSource::checkpoint_file`).
+    #[serde(default)]
+    checkpoint_file: Option<String>,
     #[serde(default)]
     batching_window_seconds: Option<u64>,
     #[serde(default)]
@@ -231,6 +234,9 @@ impl StreamConfig {
         s.report_batch_item_failures = self.report_batch_item_failures.unwrap_or(false);
         if let Some(ms) = self.poll_interval_ms {
             s.poll_interval = Duration::from_millis(ms);
+        }
+        if let Some(f) = &self.checkpoint_file {
+            s.checkpoint_file = Some(f.into());
         }
         if let Some(w) = self.batching_window_seconds {
             s.batching_window = Duration::from_secs(w);

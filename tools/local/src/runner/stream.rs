@@ -73,6 +73,44 @@ pub struct StreamSource {
     /// The function ARN written into on-failure records (default
     /// `arn:aws:lambda:<region>:000000000000:function:<function>`).
     pub function_arn: Option<String>,
+    /// Where the shards' positions are kept between runs (an AWS mapping keeps its position
+    /// too): a restarted runner resumes after what it processed instead of replaying the
+    /// stream. Ignored when it belongs to another stream.
+    pub checkpoint_file: Option<std::path::PathBuf>,
+}
+
+/// The positions a runner persisted: the stream they belong to, shard id → sequence number.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Checkpoints {
+    stream_arn: String,
+    shards: BTreeMap<String, String>,
+}
+
+impl Checkpoints {
+    fn load(path: &std::path::Path, arn: &str) -> BTreeMap<String, String> {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Checkpoints>(&b).ok())
+            .filter(|c| c.stream_arn == arn)
+            .map(|c| c.shards)
+            .unwrap_or_default()
+    }
+
+    /// Written to a temporary file and renamed: a crash never leaves half a file.
+    fn save(path: &std::path::Path, arn: &str, shards: &BTreeMap<String, String>) {
+        let c = Checkpoints {
+            stream_arn: arn.to_string(),
+            shards: shards.clone(),
+        };
+        let tmp = path.with_extension("tmp");
+        let ok = serde_json::to_vec(&c)
+            .ok()
+            .and_then(|b| std::fs::write(&tmp, b).ok())
+            .and_then(|()| std::fs::rename(&tmp, path).ok());
+        if ok.is_none() {
+            eprintln!("b24-local run: could not write {}", path.display());
+        }
+    }
 }
 
 const SHARD_REFRESH: Duration = Duration::from_secs(5);
@@ -97,6 +135,7 @@ impl StreamSource {
             poll_interval: Duration::from_millis(250),
             batching_window: Duration::ZERO,
             function_arn: None,
+            checkpoint_file: None,
         }
     }
 
@@ -254,10 +293,24 @@ impl StreamSource {
             region: ctx.clients.region.clone(),
             shards: BTreeMap::new(),
             last_refresh: Instant::now(),
+            positions: Default::default(),
         };
+        let saved = task
+            .src
+            .checkpoint_file
+            .as_deref()
+            .map(|p| Checkpoints::load(p, &task.arn))
+            .unwrap_or_default();
+        *task.positions.lock().unwrap_or_else(|e| e.into_inner()) = saved.clone();
         for sh in task.describe_shards(ctx).await? {
             let latest = task.src.starting_position == StartingPosition::Latest;
             let mut shard = Shard::new(sh.id, sh.parent, task.src.starting_position);
+            shard.checkpoint = saved.get(&shard.id).cloned();
+            if shard.checkpoint.is_some() {
+                // Resumes after what an earlier run processed (trimmed: TRIM_HORIZON).
+                task.shards.insert(shard.id.clone(), shard);
+                continue;
+            }
             if latest && sh.closed {
                 shard.finished = true;
             } else if latest {
@@ -390,6 +443,8 @@ pub(crate) struct StreamTask {
     region: String,
     shards: BTreeMap<String, Shard>,
     last_refresh: Instant,
+    /// The persisted positions (with `checkpoint_file`).
+    positions: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl StreamTask {
@@ -657,6 +712,11 @@ impl StreamTask {
         }
         if last.is_some() {
             shard.checkpoint = last;
+            if let (Some(path), Some(seq)) = (&self.src.checkpoint_file, &shard.checkpoint) {
+                let mut positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+                positions.insert(shard.id.clone(), seq.clone());
+                Checkpoints::save(path, &self.arn, &positions);
+            }
         }
         if ended {
             shard.finished = true;

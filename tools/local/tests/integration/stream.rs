@@ -496,6 +496,57 @@ async fn stream_latest_skips_older_records_trim_horizon_reads_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_file_resumes_after_what_an_earlier_run_processed() {
+    bounded(90, async {
+        let c = clients();
+        let t = unique("ckpt");
+        table(&c, &t).await;
+        let dir = std::env::temp_dir().join(format!("b24-ckpt-{}", unique("d")));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("positions.json");
+        put(&c, &t, vec![("pk", s("p")), ("sk", s("a"))]).await;
+        let src = || {
+            let mut s = StreamSource::table(&t, "fn-ckpt");
+            s.checkpoint_file = Some(file.clone());
+            s
+        };
+        let first = FakeFunction::start(|_, _| Reply::Ok(json!({}))).await;
+        run(&c, &first, src()).await;
+        assert_eq!(first.records().iter().map(sk_of).collect::<Vec<_>>(), ["a"]);
+        assert!(file.exists(), "positions written");
+        // A restarted runner sees only what came after.
+        put(&c, &t, vec![("pk", s("p")), ("sk", s("b"))]).await;
+        let second = FakeFunction::start(|_, _| Reply::Ok(json!({}))).await;
+        run(&c, &second, src()).await;
+        assert_eq!(
+            second.records().iter().map(sk_of).collect::<Vec<_>>(),
+            ["b"]
+        );
+        // Positions of another stream (another table) are ignored: TRIM_HORIZON.
+        let other = unique("ckpt2");
+        table(&c, &other).await;
+        put(&c, &other, vec![("pk", s("p")), ("sk", s("x"))]).await;
+        let third = FakeFunction::start(|_, _| Reply::Ok(json!({}))).await;
+        let mut s3 = StreamSource::table(&other, "fn-ckpt");
+        s3.checkpoint_file = Some(file.clone());
+        run(&c, &third, s3).await;
+        assert_eq!(third.records().iter().map(sk_of).collect::<Vec<_>>(), ["x"]);
+        // A corrupt file is ignored too.
+        std::fs::write(&file, b"{not json").unwrap();
+        let fourth = FakeFunction::start(|_, _| Reply::Ok(json!({}))).await;
+        let mut s4 = StreamSource::table(&t, "fn-ckpt");
+        s4.checkpoint_file = Some(file.clone());
+        run(&c, &fourth, s4).await;
+        assert_eq!(
+            fourth.records().iter().map(sk_of).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_batches_respect_the_batch_size() {
     bounded(60, async {
         let c = clients();
