@@ -49,7 +49,7 @@ ddb-start: ## Start it again on the same port and data directory (the redrive ap
 demo: ## The README demo against a running `make dev` (BASE_URL=... for a deployment)
 	scripts/demo.sh
 
-build: ## sam build: the four arm64 Lambda artifacts (offline, cargo-lambda + zig)
+build: ## sam build: the arm64 Lambda artifacts (one per function) (offline, cargo-lambda + zig)
 	scripts/build.sh
 
 fuzz: ## Fuzz the decoder for FUZZ_SECONDS (default 60) with cargo fuzz

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make build`: builds the four arm64 Lambda artifacts with `sam build` (rust-cargolambda
+# `make build`: builds the arm64 Lambda artifacts (one per function) with `sam build` (rust-cargolambda
 # workflow: cargo-lambda + zig cross-compile, no Docker), offline, and prints their sizes.
 # Output: .aws-sam/build/<Function>/bootstrap and .aws-sam/build/template.yaml,
 # ready for `sam deploy` (docs/deploy.md).
@@ -42,8 +42,10 @@ for f in .aws-sam/build/*/bootstrap; do
     too_big=1
   fi
 done
-if (( found != 4 )); then
-  echo "build: expected 4 bootstrap files, found $found" >&2
+# One bootstrap per function in the template.
+expected=$(grep -c 'BuildMethod: rust-cargolambda' template.yaml)
+if (( found != expected )); then
+  echo "build: expected $expected bootstrap files (one per function in template.yaml), found $found" >&2
   exit 1
 fi
 if (( too_big )) && [[ "${STRICT_SIZE:-0}" == "1" ]]; then
