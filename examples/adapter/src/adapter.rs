@@ -1,9 +1,13 @@
 //! The loop: receive a batch, and for each change in queue order parse it, drop it if already
-//! handled, deliver or handle it, then delete it from the queue.
+//! handled, deliver or handle it; then send the acks of the delivered messages to the acks
+//! queue, and delete from the change feed what was handled (and acked).
 //!
 //! Rules:
 //! - A change is deleted only after it was handled (at least once: a crash in between delivers
 //!   it again, and [`Seen`] or the channel's idempotency absorbs the repeat).
+//! - A delivered message is deleted only after its ack is on the acks queue. When sending the
+//!   ack fails, the change stays on the change feed; when it comes back, [`Seen`] has it as
+//!   delivered with its ack pending: the ack is sent again, the message is not delivered again.
 //! - Order is per message group (one portal's chat, line or portal). When a change of a group
 //!   is left on the queue (its delivery failed, or its body is not a change), the later
 //!   changes of that group in the batch are not handled: they are released (visibility 0) and
@@ -11,9 +15,9 @@
 //! - The change left is retried after the queue's visibility timeout (60 s in the template);
 //!   after `maxReceiveCount` (20) receives the queue's dead-letter queue takes it.
 
-use crate::ack::{delivery_ack, Ack};
+use crate::ack::{delivery_ack, is_acked, Ack, AckSink};
 use crate::channel::Channel;
-use crate::dedup::Seen;
+use crate::dedup::{Handled, Seen};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
     MessageSystemAttributeName,
@@ -43,25 +47,47 @@ pub struct Batch {
     pub failed: usize,
     /// Changes behind an invalid or failed one of their group (released, not handled).
     pub held_back: usize,
-    /// The delivery acks of the operator messages sent (for the next stage, see [`crate::ack`]).
+    /// The acks the acks queue took, in order (see [`crate::ack`]).
     pub acks: Vec<Ack>,
+    /// Changes delivered before whose ack had not been sent: sent now, not delivered again.
+    pub acks_resent: usize,
+    /// Acks the acks queue did not take: their changes stay on the queue (delivered; the ack is
+    /// sent again when they come back).
+    pub acks_failed: usize,
 }
 
-/// Reads the change feed at `queue_url` and delivers operator messages to a [`Channel`].
+/// What handling one change leaves to do.
+enum Outcome {
+    /// Handled: delete it.
+    Done,
+    /// Delivered: send this ack, then delete it.
+    Ack(Ack),
+}
+
+/// Reads the change feed at `queue_url`, delivers operator messages to a [`Channel`] and sends
+/// their acks to an [`AckSink`].
 pub struct Adapter<C> {
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     channel: C,
+    acks: AckSink,
     seen: Seen,
 }
 
 impl<C: Channel> Adapter<C> {
-    /// An adapter of the queue `queue_url`, read with `sqs`, delivering to `channel`.
-    pub fn new(sqs: aws_sdk_sqs::Client, queue_url: impl Into<String>, channel: C) -> Self {
+    /// An adapter of the queue `queue_url`, read with `sqs`, delivering to `channel` and
+    /// acking to `acks`.
+    pub fn new(
+        sqs: aws_sdk_sqs::Client,
+        queue_url: impl Into<String>,
+        channel: C,
+        acks: AckSink,
+    ) -> Self {
         Adapter {
             sqs,
             queue_url: queue_url.into(),
             channel,
+            acks,
             seen: Seen::new(SEEN_CAPACITY),
         }
     }
@@ -72,8 +98,9 @@ impl<C: Channel> Adapter<C> {
     }
 
     /// Polls until no change was handled for `idle` (`None`: forever; a change that keeps
-    /// failing is not progress), calling `on_batch` after each non-empty batch. An SQS error
-    /// ends the run (restart it: nothing is lost).
+    /// failing is not progress), calling `on_batch` after each non-empty batch. An error of the
+    /// change feed ends the run (restart it: nothing is lost); one of the acks queue does not
+    /// (the changes concerned stay on the feed and come back).
     pub async fn run(
         &mut self,
         idle: Option<Duration>,
@@ -93,7 +120,11 @@ impl<C: Channel> Adapter<C> {
                 on_batch(&batch);
             }
             // Only progress counts: a change that keeps failing does not keep the run going.
-            if !batch.delivered.is_empty() || batch.handled > 0 || batch.duplicates > 0 {
+            if !batch.delivered.is_empty()
+                || batch.handled > 0
+                || batch.duplicates > 0
+                || !batch.acks.is_empty()
+            {
                 last = Instant::now();
             }
         }
@@ -116,6 +147,8 @@ impl<C: Channel> Adapter<C> {
             ..Batch::default()
         };
         let (mut done, mut held_back) = (Vec::new(), Vec::new());
+        // The delivered changes whose ack is to be sent: (change id, queue entry, ack).
+        let mut to_ack: Vec<(String, (String, &str), Ack)> = Vec::new();
         let mut stopped = HashSet::new(); // groups with a change left on the queue
         for (i, m) in out.messages().iter().enumerate() {
             let group = m
@@ -128,11 +161,33 @@ impl<C: Channel> Adapter<C> {
                 held_back.push(entry);
                 continue;
             }
-            match self.handle(m.body().unwrap_or_default(), &mut batch).await {
-                Ok(()) => done.push(entry),
+            let acking: HashSet<&str> = to_ack.iter().map(|(id, ..)| id.as_str()).collect();
+            match self
+                .handle(m.body().unwrap_or_default(), &acking, &mut batch)
+                .await
+            {
+                Ok((_, Outcome::Done)) => done.push(entry),
+                Ok((id, Outcome::Ack(ack))) => to_ack.push((id, entry, ack)),
                 Err(reason) => {
                     eprintln!("warning: {reason}; left on the queue, group {group} waits for it");
                     stopped.insert(group);
+                }
+            }
+        }
+        // The acks, after the channel delivered and before the changes are deleted.
+        let acks: Vec<Ack> = to_ack.iter().map(|(.., ack)| ack.clone()).collect();
+        let sent = self.acks.send(&acks).await;
+        for ((id, entry, ack), result) in to_ack.into_iter().zip(sent) {
+            match result {
+                Ok(()) => {
+                    self.seen.insert(&id);
+                    batch.acks.push(ack);
+                    done.push(entry);
+                }
+                Err(reason) => {
+                    // Seen keeps it as AckPending: the retry sends the ack, without delivering.
+                    eprintln!("warning: {reason}; change {id} (delivered) left on the queue");
+                    batch.acks_failed += 1;
                 }
             }
         }
@@ -141,22 +196,37 @@ impl<C: Channel> Adapter<C> {
         Ok(batch)
     }
 
-    /// Handles one body; `Err` leaves it on the queue.
-    async fn handle(&mut self, body: &str, batch: &mut Batch) -> Result<(), String> {
+    /// Handles one body (`acking`: the changes of this batch whose ack is about to be sent);
+    /// `Ok` gives the change id and what is left to do, `Err` leaves it on the queue.
+    async fn handle(
+        &mut self,
+        body: &str,
+        acking: &HashSet<&str>,
+        batch: &mut Batch,
+    ) -> Result<(String, Outcome), String> {
         let change = match serde_json::from_str::<Change>(body) {
             Ok(c) if c.schema == SCHEMA => Ok(c),
             Ok(c) => Err(format!("unknown schema {:?}", c.schema)),
             Err(e) => Err(format!("not a {SCHEMA} ({e})")),
         }
         .inspect_err(|_| batch.invalid += 1)?;
-        if self.seen.contains(&change.id) {
-            batch.duplicates += 1;
-            return Ok(());
+        match self.seen.get(&change.id) {
+            None => {}
+            // Delivered before, its ack not sent: send it now (once per batch), deliver nothing.
+            Some(Handled::AckPending(ack)) if !acking.contains(change.id.as_str()) => {
+                batch.acks_resent += 1;
+                return Ok((change.id, Outcome::Ack(ack.clone())));
+            }
+            Some(_) => {
+                batch.duplicates += 1;
+                return Ok((change.id, Outcome::Done));
+            }
         }
         // Exhaustive on purpose: a new change type is a compile error here, not silently ignored.
         let note = match change.change_type {
             ChangeType::MessageCreated | ChangeType::MessageEdited | ChangeType::MessageDeleted => {
-                return self.deliver(&change, batch).await;
+                let outcome = self.deliver(&change, batch).await?;
+                return Ok((change.id, outcome));
             }
             ChangeType::DialogStarted => "a dialog started (e.g. open a conversation)",
             ChangeType::DialogFinished => "a dialog finished (e.g. close the conversation)",
@@ -169,11 +239,12 @@ impl<C: Channel> Adapter<C> {
         eprintln!("{} {}: {note}", change.change_type, change.member_id);
         batch.handled += 1;
         self.seen.insert(&change.id);
-        Ok(())
+        Ok((change.id, Outcome::Done))
     }
 
-    /// Sends an operator message change to the channel.
-    async fn deliver(&mut self, change: &Change, batch: &mut Batch) -> Result<(), String> {
+    /// Sends an operator message change to the channel; a created or edited message gets an
+    /// ack ([`is_acked`]).
+    async fn deliver(&mut self, change: &Change, batch: &mut Batch) -> Result<Outcome, String> {
         let Some(message) = &change.message else {
             batch.invalid += 1;
             return Err(format!(
@@ -187,15 +258,26 @@ impl<C: Channel> Adapter<C> {
             .await
             .map_err(|e| format!("delivering {} {}: {e}", change.change_type, change.id))
             .inspect_err(|_| batch.failed += 1)?;
-        self.seen.insert(&change.id);
         batch.delivered.push(change.id.clone());
-        // Bitrix24 expects a delivery status for each new message (not for edits or deletes).
-        if change.change_type == ChangeType::MessageCreated {
-            batch
-                .acks
-                .push(delivery_ack(change, message, ids, unix_now()));
+        if !is_acked(change.change_type) {
+            self.seen.insert(&change.id);
+            return Ok(Outcome::Done);
         }
-        Ok(())
+        match delivery_ack(change, message, ids, unix_now()) {
+            Ok(ack) => {
+                // Remembered before it is sent: a retry must not deliver again.
+                self.seen.ack_pending(&change.id, ack.clone());
+                Ok(Outcome::Ack(ack))
+            }
+            Err(reason) => {
+                eprintln!(
+                    "warning: {} {} delivered without an ack: {reason}",
+                    change.change_type, change.id
+                );
+                self.seen.insert(&change.id);
+                Ok(Outcome::Done)
+            }
+        }
     }
 
     /// Deletes handled messages. A failed delete only means they come back (as duplicates).
@@ -265,7 +347,9 @@ fn unix_now() -> i64 {
 }
 
 /// An SDK error with its sources (the top level alone says only "service error").
-fn sdk_error<E: std::error::Error + 'static>(e: &aws_sdk_sqs::error::SdkError<E>) -> String {
+pub(crate) fn sdk_error<E: std::error::Error + 'static>(
+    e: &aws_sdk_sqs::error::SdkError<E>,
+) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {

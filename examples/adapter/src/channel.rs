@@ -29,8 +29,9 @@ pub trait Channel: Send {
     /// - `message.deleted`: remove that message.
     ///
     /// Returns the channel's own IDs of the message (for `message.created`, the ones it just
-    /// assigned: they go into the delivery ack). Must be idempotent enough for a retry after
-    /// a crash between delivering and deleting the change from the queue.
+    /// assigned; for `message.edited`, the message's ids after the edit, even if unchanged):
+    /// they go into the delivery ack. Must be idempotent enough for a retry after a crash
+    /// between delivering and deleting the change from the queue.
     fn deliver(
         &mut self,
         change: &Change,

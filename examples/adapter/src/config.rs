@@ -1,4 +1,4 @@
-//! Where the change feed is and how to reach it.
+//! Where the change feed and the acks queue are, and how to reach them.
 //!
 //! A queue on this machine (moto under `make dev`) is reached directly with dummy credentials;
 //! any other queue with the standard AWS chain (environment, profile, SSO, instance role...)
@@ -9,12 +9,24 @@ use std::time::Duration;
 /// The change feed of `make dev` (stack `dev` on moto's default port).
 pub const DEV_QUEUE_URL: &str = "http://127.0.0.1:5000/123456789012/dev-changes.fifo";
 
-/// The queue URL: `CHANGES_QUEUE_URL`, else [`DEV_QUEUE_URL`].
+/// The acks queue of `make dev` (the stack's `AcksQueueUrl` output).
+pub const DEV_ACKS_QUEUE_URL: &str = "http://127.0.0.1:5000/123456789012/dev-acks";
+
+/// The change feed's URL: `CHANGES_QUEUE_URL`, else [`DEV_QUEUE_URL`].
 pub fn queue_url_from_env() -> String {
-    std::env::var("CHANGES_QUEUE_URL")
+    var_or("CHANGES_QUEUE_URL", DEV_QUEUE_URL)
+}
+
+/// The acks queue's URL: `ACKS_QUEUE_URL`, else [`DEV_ACKS_QUEUE_URL`].
+pub fn acks_queue_url_from_env() -> String {
+    var_or("ACKS_QUEUE_URL", DEV_ACKS_QUEUE_URL)
+}
+
+fn var_or(name: &str, default: &str) -> String {
+    std::env::var(name)
         .ok()
         .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| DEV_QUEUE_URL.to_string())
+        .unwrap_or_else(|| default.to_string())
 }
 
 /// The endpoint (`http://127.0.0.1:5000`) of a queue URL on a loopback host, else `None`.
@@ -87,5 +99,13 @@ mod tests {
         assert_eq!(local_endpoint("http://127.0.0.1.evil.example/1/q"), None);
         assert_eq!(region_of(aws).as_deref(), Some("eu-central-1"));
         assert_eq!(region_of(DEV_QUEUE_URL), None);
+        assert_eq!(
+            local_endpoint(DEV_ACKS_QUEUE_URL).as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        assert_eq!(
+            region_of("https://sqs.us-west-2.amazonaws.com/1/stack-acks").as_deref(),
+            Some("us-west-2")
+        );
     }
 }

@@ -1,5 +1,5 @@
-//! `b24-example-adapter`: the example adapter against `CHANGES_QUEUE_URL` (default: the queue
-//! of `make dev`).
+//! `b24-example-adapter`: the example adapter against `CHANGES_QUEUE_URL`, acking to
+//! `ACKS_QUEUE_URL` (defaults: the queues of `make dev`).
 //!
 //! ```text
 //! b24-example-adapter [--once | --idle SECONDS] [--out FILE.jsonl]
@@ -9,14 +9,14 @@
 //! - `--once`: handles one batch (up to 10 changes, waiting up to 20 s for it);
 //! - `--out FILE`: the stand-in channel appends to FILE instead of printing to stdout.
 
-use b24_example_adapter::config::{queue_url_from_env, sqs_client};
-use b24_example_adapter::{Adapter, Batch, Channel, JsonlChannel};
+use b24_example_adapter::config::{acks_queue_url_from_env, queue_url_from_env, sqs_client};
+use b24_example_adapter::{AckSink, Adapter, Batch, Channel, JsonlChannel};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "usage: b24-example-adapter [--once | --idle SECONDS] [--out FILE.jsonl]
-Reads CHANGES_QUEUE_URL (default: the queue of `make dev`).";
+Reads CHANGES_QUEUE_URL, sends acks to ACKS_QUEUE_URL (defaults: the queues of `make dev`).";
 
 #[derive(Default)]
 struct Args {
@@ -43,28 +43,33 @@ fn args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// Logs a batch, and its acks (which the next stage sends to the `acks` queue).
+/// Logs a batch, and the acks the acks queue took.
 fn report(batch: &Batch) {
     eprintln!(
-        "received {}: delivered {}, handled {}, duplicates {}, invalid {}, failed {}, held back {}",
+        "received {}: delivered {}, handled {}, duplicates {}, invalid {}, failed {}, held back {}; \
+         acks sent {} (resent {}), not sent {}",
         batch.received,
         batch.delivered.len(),
         batch.handled,
         batch.duplicates,
         batch.invalid,
         batch.failed,
-        batch.held_back
+        batch.held_back,
+        batch.acks.len(),
+        batch.acks_resent,
+        batch.acks_failed
     );
     for ack in &batch.acks {
-        let ack = serde_json::to_string(ack).expect("an ack serializes");
-        eprintln!("ack (next stage: to the acks queue): {ack}");
+        eprintln!("ack sent: {}", ack.to_json_string());
     }
 }
 
 async fn run(args: &Args, channel: impl Channel) -> Result<(), String> {
     let queue_url = queue_url_from_env();
-    eprintln!("reading {queue_url}");
-    let mut adapter = Adapter::new(sqs_client(&queue_url).await, queue_url, channel);
+    let acks_url = acks_queue_url_from_env();
+    eprintln!("reading {queue_url}, acking to {acks_url}");
+    let acks = AckSink::new(sqs_client(&acks_url).await, acks_url);
+    let mut adapter = Adapter::new(sqs_client(&queue_url).await, queue_url, channel, acks);
     if args.once {
         let batch = adapter.poll(20).await?;
         report(&batch);
