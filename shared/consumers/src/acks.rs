@@ -106,6 +106,29 @@ pub async fn handle<S: ClientSecretSource, C: Cipher, V: Visibility>(
                 commands.push((delivery_command(&name, &connector, line, &delivered), chunk));
             }
         }
+        // Bitrix24 replaces `$result[...]` inside batch commands: ids that contain it would be
+        // rewritten, so their commands are sent alone.
+        let (alone, mut commands): (Vec<_>, Vec<_>) = commands
+            .into_iter()
+            .partition(|(cmd, _)| cmd.params.to_string().contains("$result"));
+        for (cmd, group) in alone {
+            report.requests += 1;
+            match b24.call(&member, &cmd.method, &cmd.params).await {
+                Ok(_) => report.delivered += group.len(),
+                Err(TalkError::Rest(e)) if e.method_error().is_some_and(|m| !m.is_rate_limit()) => {
+                    tracing::warn!(member_id = %member, code = %e, acks = group.len(), "Bitrix24 refused the delivery status; acks dropped");
+                    report.dropped += group.len();
+                }
+                Err(e) if e.is_retryable() => retry.extend(group),
+                Err(e) => {
+                    if matches!(e, TalkError::Vault(VaultError::NeedsReinstall)) {
+                        report.needs_reinstall += 1;
+                    }
+                    tracing::warn!(member_id = %member, error = %e, acks = group.len(), "acks dropped");
+                    report.dropped += group.len();
+                }
+            }
+        }
         while !commands.is_empty() {
             let rest = commands.split_off(commands.len().min(MAX_BATCH_COMMANDS));
             let batch = std::mem::replace(&mut commands, rest);

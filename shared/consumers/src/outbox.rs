@@ -128,37 +128,57 @@ impl SqsFifo {
 
 impl Publisher for SqsFifo {
     async fn publish(&self, changes: &[Change]) -> Result<(), PublishError> {
-        let rejected = |failed: usize, reason: String| PublishError::Rejected {
-            sink: "SQS",
-            failed,
-            sent: changes.len(),
-            reason,
-        };
-        let entries = changes
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(c.to_json_string())
-                    .message_group_id(c.group_id())
-                    .message_deduplication_id(&c.id)
-                    .build()
-                    .map_err(|e| rejected(changes.len(), e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let out = self
-            .client
-            .send_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| rejected(changes.len(), crate::sdk_reason(&e)))?;
-        match out.failed().first() {
-            None => Ok(()),
-            Some(f) => Err(rejected(out.failed().len(), f.code().to_string())),
-        }
+        send_batch(&self.client, &self.queue_url, changes, |c, entry| {
+            entry
+                .message_group_id(c.group_id())
+                .message_deduplication_id(&c.id)
+        })
+        .await
+    }
+}
+
+/// One `SendMessageBatch` of `changes` (their JSON as bodies, ids by position), each entry
+/// completed by `fifo` (group and deduplication ids for a FIFO queue).
+async fn send_batch(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    changes: &[Change],
+    fifo: impl Fn(
+        &Change,
+        aws_sdk_sqs::types::builders::SendMessageBatchRequestEntryBuilder,
+    ) -> aws_sdk_sqs::types::builders::SendMessageBatchRequestEntryBuilder,
+) -> Result<(), PublishError> {
+    let rejected = |failed: usize, reason: String| PublishError::Rejected {
+        sink: "SQS",
+        failed,
+        sent: changes.len(),
+        reason,
+    };
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let entries = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let entry = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(c.to_json_string());
+            fifo(c, entry)
+                .build()
+                .map_err(|e| rejected(changes.len(), e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = client
+        .send_message_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(|e| rejected(changes.len(), crate::sdk_reason(&e)))?;
+    match out.failed().first() {
+        None => Ok(()),
+        Some(f) => Err(rejected(out.failed().len(), f.code().to_string())),
     }
 }
 
@@ -259,38 +279,7 @@ impl SqsQueue {
 
 impl Publisher for SqsQueue {
     async fn publish(&self, changes: &[Change]) -> Result<(), PublishError> {
-        let rejected = |failed: usize, reason: String| PublishError::Rejected {
-            sink: "SQS",
-            failed,
-            sent: changes.len(),
-            reason,
-        };
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let entries = changes
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(c.to_json_string())
-                    .build()
-                    .map_err(|e| rejected(changes.len(), e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let out = self
-            .client
-            .send_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| rejected(changes.len(), crate::sdk_reason(&e)))?;
-        match out.failed().first() {
-            None => Ok(()),
-            Some(f) => Err(rejected(out.failed().len(), f.code().to_string())),
-        }
+        send_batch(&self.client, &self.queue_url, changes, |_, entry| entry).await
     }
 }
 
@@ -508,16 +497,5 @@ pub fn eventbridge_client(
     env: &b24_state::AwsEnv,
     timeouts: b24_state::Timeouts,
 ) -> aws_sdk_eventbridge::Client {
-    let mut builder = aws_sdk_eventbridge::Config::builder()
-        .behavior_version(aws_sdk_eventbridge::config::BehaviorVersion::latest())
-        .region(aws_sdk_eventbridge::config::Region::new(env.region.clone()))
-        .credentials_provider(env.credentials.clone())
-        .timeout_config(timeouts.config());
-    if let Some(http) = env.http_client("EVENTBRIDGE") {
-        builder = builder.http_client(http);
-    }
-    if let Some(url) = env.endpoint("EVENTBRIDGE") {
-        builder = builder.endpoint_url(url);
-    }
-    aws_sdk_eventbridge::Client::from_conf(builder.build())
+    b24_state::aws_client!(aws_sdk_eventbridge, "EVENTBRIDGE", env, timeouts)
 }

@@ -259,18 +259,7 @@ pub const PARKING_TIMEOUTS: b24_state::Timeouts = b24_state::Timeouts {
 /// An SQS client from `env` with `timeouts` (endpoint `AWS_ENDPOINT_URL_SQS`, else
 /// `AWS_ENDPOINT_URL`).
 pub fn sqs_client(env: &b24_state::AwsEnv, timeouts: b24_state::Timeouts) -> aws_sdk_sqs::Client {
-    let mut builder = aws_sdk_sqs::Config::builder()
-        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-        .region(aws_sdk_sqs::config::Region::new(env.region.clone()))
-        .credentials_provider(env.credentials.clone())
-        .timeout_config(timeouts.config());
-    if let Some(http) = env.http_client("SQS") {
-        builder = builder.http_client(http);
-    }
-    if let Some(url) = env.endpoint("SQS") {
-        builder = builder.endpoint_url(url);
-    }
-    aws_sdk_sqs::Client::from_conf(builder.build())
+    b24_state::aws_client!(aws_sdk_sqs, "SQS", env, timeouts)
 }
 
 #[cfg(test)]

@@ -233,6 +233,33 @@ impl<S: ClientSecretSource, C: Cipher> Bitrix24<S, C> {
         }
     }
 
+    /// Calls `method` alone (not in a `batch`) on `member`'s portal with the vault's token; an
+    /// `expired_token` (or `invalid_token`) answer refreshes once and retries. For parameters a
+    /// `batch` would alter: Bitrix24 replaces `$result[...]` in batch commands.
+    pub async fn call(
+        &self,
+        member: &MemberId,
+        method: &str,
+        params: &serde_json::Value,
+    ) -> Result<serde_json::Value, TalkError> {
+        let refresher = self.refresher();
+        let token = self.vault.access_token(member, &refresher, now()).await?;
+        match self
+            .rest
+            .call(&token.client_endpoint, &token.token, method, params)
+            .await
+        {
+            Err(RestError::ExpiredToken | RestError::InvalidToken) => {
+                let fresh = self.retry_token(member, &token).await?;
+                Ok(self
+                    .rest
+                    .call(&fresh.client_endpoint, &fresh.token, method, params)
+                    .await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
     async fn retry_token(
         &self,
         member: &MemberId,
@@ -284,18 +311,7 @@ impl<S: ClientSecretSource, C: Cipher> Bitrix24<S, C> {
 
 /// An SSM client from `env` (endpoint `AWS_ENDPOINT_URL_SSM`, else `AWS_ENDPOINT_URL`).
 pub fn ssm_client(env: &b24_state::AwsEnv, timeouts: b24_state::Timeouts) -> aws_sdk_ssm::Client {
-    let mut builder = aws_sdk_ssm::Config::builder()
-        .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
-        .region(aws_sdk_ssm::config::Region::new(env.region.clone()))
-        .credentials_provider(env.credentials.clone())
-        .timeout_config(timeouts.config());
-    if let Some(http) = env.http_client("SSM") {
-        builder = builder.http_client(http);
-    }
-    if let Some(url) = env.endpoint("SSM") {
-        builder = builder.endpoint_url(url);
-    }
-    aws_sdk_ssm::Client::from_conf(builder.build())
+    b24_state::aws_client!(aws_sdk_ssm, "SSM", env, timeouts)
 }
 
 /// Verifies every ONAPPINSTALL/ONAPPUPDATE — first installs, same-token updates and token

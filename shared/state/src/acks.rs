@@ -69,8 +69,17 @@ impl Ack {
     /// Parses and validates one ack.
     pub fn parse(body: &str) -> Result<Ack, AckError> {
         let ack: Ack = serde_json::from_str(body).map_err(|e| {
-            // serde's message names the field, never echoes a long value.
-            AckError::Malformed(e.to_string().chars().take(200).collect())
+            // Only the kind and the position: serde's own message quotes the offending value
+            // (an adapter's mistyped field may hold anything, a token included).
+            let kind = match e.classify() {
+                serde_json::error::Category::Syntax => "not JSON",
+                serde_json::error::Category::Eof => "truncated JSON",
+                serde_json::error::Category::Data => {
+                    "a field missing, unknown or of the wrong type"
+                }
+                serde_json::error::Category::Io => "unreadable",
+            };
+            AckError::Malformed(format!("{kind} (line {}, column {})", e.line(), e.column()))
         })?;
         ack.validate()?;
         Ok(ack)

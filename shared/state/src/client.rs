@@ -14,7 +14,7 @@
 //! client from the same [`AwsEnv`].
 
 use crate::StoreError;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
+use aws_sdk_dynamodb::config::{Credentials, SharedHttpClient};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
@@ -194,20 +194,33 @@ impl AwsEnv {
     }
 }
 
+/// Builds a client of the AWS SDK crate `$sdk` for service `$service` (`"SQS"`, `"KMS"`, ...)
+/// from an [`AwsEnv`] and [`Timeouts`]: region, credentials, the shared HTTPS client and the
+/// service's endpoint override (`AWS_ENDPOINT_URL_<SERVICE>`, else `AWS_ENDPOINT_URL`). A
+/// macro because every SDK crate has its own `Config` and `Client` types with the same builder.
+#[macro_export]
+macro_rules! aws_client {
+    ($sdk:ident, $service:literal, $env:expr, $timeouts:expr) => {{
+        let env: &$crate::AwsEnv = $env;
+        let timeouts: $crate::Timeouts = $timeouts;
+        let mut builder = $sdk::Config::builder()
+            .behavior_version($sdk::config::BehaviorVersion::latest())
+            .region($sdk::config::Region::new(env.region.clone()))
+            .credentials_provider(env.credentials.clone())
+            .timeout_config(timeouts.config());
+        if let Some(http) = env.http_client($service) {
+            builder = builder.http_client(http);
+        }
+        if let Some(url) = env.endpoint($service) {
+            builder = builder.endpoint_url(url);
+        }
+        $sdk::Client::from_conf(builder.build())
+    }};
+}
+
 /// A DynamoDB client from `env` with `timeouts`.
 pub fn dynamodb_client(env: &AwsEnv, timeouts: Timeouts) -> Client {
-    let mut builder = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(env.region.clone()))
-        .credentials_provider(env.credentials.clone())
-        .timeout_config(timeouts.config());
-    if let Some(http) = env.http_client("DYNAMODB") {
-        builder = builder.http_client(http);
-    }
-    if let Some(url) = env.endpoint("DYNAMODB") {
-        builder = builder.endpoint_url(url);
-    }
-    Client::from_conf(builder.build())
+    crate::aws_client!(aws_sdk_dynamodb, "DYNAMODB", env, timeouts)
 }
 
 #[cfg(test)]

@@ -197,18 +197,7 @@ impl Cipher for KmsCipher {
 /// A KMS client from `env` with `timeouts` (endpoint `AWS_ENDPOINT_URL_KMS`, else
 /// `AWS_ENDPOINT_URL`), on the shared HTTPS client.
 pub fn kms_client(env: &crate::AwsEnv, timeouts: crate::Timeouts) -> aws_sdk_kms::Client {
-    let mut builder = aws_sdk_kms::Config::builder()
-        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-        .region(aws_sdk_kms::config::Region::new(env.region.clone()))
-        .credentials_provider(env.credentials.clone())
-        .timeout_config(timeouts.config());
-    if let Some(http) = env.http_client("KMS") {
-        builder = builder.http_client(http);
-    }
-    if let Some(url) = env.endpoint("KMS") {
-        builder = builder.endpoint_url(url);
-    }
-    aws_sdk_kms::Client::from_conf(builder.build())
+    crate::aws_client!(aws_sdk_kms, "KMS", env, timeouts)
 }
 
 /// Why a refresh failed.
