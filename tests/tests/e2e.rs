@@ -383,6 +383,56 @@ async fn whole_portal_lifecycle_through_the_local_stack() {
         other_creds["refresh_token"].as_str().unwrap(),
     ]);
     assert_eq!(outcome(&send("app", foreign)), (401, "unauthorized"));
+    // A first install is verified too: a new member_id with a made-up refresh token.
+    let squatter = format!("{member}sq");
+    let squat = [
+        "--member-id",
+        squatter.as_str(),
+        "--application-token",
+        "squatter-token",
+        "--event",
+        "OnAppInstall",
+        "--refresh-token",
+        "made-up-refresh-token",
+    ];
+    assert_eq!(outcome(&stack.send("app", &squat)), (401, "unauthorized"));
+    assert!(
+        stack.records(&squatter).await.is_empty(),
+        "nothing registered"
+    );
+    // A genuine refresh token with a forged client_endpoint: accepted (the OAuth server
+    // vouches for the portal), and the stored endpoint is the one the OAuth server named.
+    // (The foreign attempt above spent that refresh token: the fake issues a fresh pair; its
+    // own ONAPPINSTALL goes to a closed port.)
+    let fresh = stack.fake(
+        "POST",
+        &format!("/_fake/portals/{other}/install"),
+        Some(serde_json::json!({"url": "http://127.0.0.1:9/x"})),
+    );
+    let creds = &fresh["credentials"];
+    let genuine: Vec<String> = [
+        "--member-id",
+        other.as_str(),
+        "--application-token",
+        creds["application_token"].as_str().unwrap(),
+        "--event",
+        "OnAppInstall",
+        "--refresh-token",
+        creds["refresh_token"].as_str().unwrap(),
+        "--client-endpoint",
+        "https://attacker.example/rest/",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let refs: Vec<&str> = genuine.iter().map(String::as_str).collect();
+    assert_eq!(outcome(&stack.send("app", &refs)), (200, "applied"));
+    let stored = stack.records(&other).await;
+    let portal_rec = find(&stored, "portal");
+    assert_eq!(
+        portal_rec[0]["client_endpoint"], other_creds["client_endpoint"],
+        "the OAuth server's endpoint, never the event's: {portal_rec:#?}"
+    );
 
     // The binder bound every event this stack serves to the stack's own URLs.
     let bindings = stack.bindings(&member, 9).await;

@@ -363,3 +363,72 @@ fn now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Option<TalkbackConfig>, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TalkbackConfig::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn talking_back_needs_both_the_client_id_and_the_secret_and_the_oauth_host_is_fixed() {
+        assert_eq!(config(&[]).unwrap(), None);
+        assert_eq!(config(&[("BITRIX24_CLIENT_ID", "app.1")]).unwrap(), None);
+        assert_eq!(
+            config(&[("BITRIX24_CLIENT_SECRET_PARAMETER", "/s")]).unwrap(),
+            None
+        );
+        let base = [
+            ("BITRIX24_CLIENT_ID", "app.1"),
+            ("BITRIX24_CLIENT_SECRET_PARAMETER", "/s"),
+        ];
+        assert_eq!(
+            config(&base).unwrap_err().variable,
+            "TOKENS_KMS_KEY_ID",
+            "the vault's key is required"
+        );
+        let with_key = [base[0], base[1], ("TOKENS_KMS_KEY_ID", "arn:key")];
+        let c = config(&with_key).unwrap().unwrap();
+        assert_eq!((c.oauth_url, c.allow_local), (None, false));
+        // Another OAuth host only with the explicit local-test switch.
+        let redirected = [
+            with_key[0],
+            with_key[1],
+            with_key[2],
+            ("BITRIX24_OAUTH_URL", "https://evil.example/oauth/token/"),
+        ];
+        assert_eq!(
+            config(&redirected).unwrap_err().variable,
+            "BITRIX24_OAUTH_URL"
+        );
+        let local = [
+            redirected[0],
+            redirected[1],
+            redirected[2],
+            ("BITRIX24_OAUTH_URL", "http://127.0.0.1:5100/oauth/token/"),
+            ("VERIFIER_ALLOW_INSECURE", "true"),
+        ];
+        let c = config(&local).unwrap().unwrap();
+        assert_eq!(
+            c.oauth_url.as_deref(),
+            Some("http://127.0.0.1:5100/oauth/token/")
+        );
+        let bad = [
+            with_key[0],
+            with_key[1],
+            with_key[2],
+            ("VERIFIER_ALLOW_INSECURE", "yes"),
+        ];
+        assert_eq!(
+            config(&bad).unwrap_err().variable,
+            "VERIFIER_ALLOW_INSECURE"
+        );
+    }
+}
