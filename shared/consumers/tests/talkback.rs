@@ -360,6 +360,66 @@ mod verify {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_genuine_install_is_verified_even_when_the_vault_cannot_store_its_tokens() {
+        bounded(async {
+            let h = Harness::start(false).await;
+            let m = "tbverifynovault";
+            let creds = h.portal(m);
+            // The same parts, but a table that does not exist: every vault write fails.
+            let broken = b24_pipeline::Bitrix24::new(
+                b24_state::vault::Vault::new(
+                    h.ddb.clone(),
+                    "no-such-table",
+                    b24_state::vault::KmsCipher::new(
+                        b24_state::vault::kms_client(&aws_env(), b24_state::Timeouts::BACKGROUND),
+                        "alias/none",
+                    ),
+                ),
+                b24_rest::OAuthClient::new(b24_rest::OAuthConfig::local(h.fake.oauth_url()))
+                    .unwrap(),
+                b24_rest::RestClient::new(b24_rest::RestConfig::local()).unwrap(),
+                app(),
+            );
+            let endpoint = broken
+                .verify_install(&member(m), &Secret::new(creds.refresh_token.clone()))
+                .await
+                .expect("the OAuth server vouched: the install is not refused");
+            assert_eq!(endpoint, creds.client_endpoint);
+            assert!(h.entry(m).await.is_none());
+            h.assert_no_leaks().await;
+        })
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_same_install_re_authenticated_is_not_refused_for_its_spent_token() {
+        use b24_pipeline::InstallVerifier;
+        bounded(async {
+            let h = Harness::start(false).await;
+            let m = "tbverifytwice";
+            let creds = h.portal(m);
+            let verifier = b24_pipeline::OAuthVerifier::new(h.b24.clone());
+            let event = b24_fixtures::Fixture::new(b24_events::EventKind::AppInstall)
+                .member(m)
+                .token(&creds.application_token)
+                .refresh_token(&creds.refresh_token)
+                .event();
+            let first = verifier.verify(&event, None).await.expect("verified");
+            let before = h.last_seq();
+            // The pipeline re-authenticates an event once when the portal changed under it.
+            let again = verifier.verify(&event, None).await.expect("still verified");
+            assert_eq!(first, again);
+            assert!(h.requests_since(before).is_empty(), "no second refresh");
+            // The same refresh token with another application_token is a new claim: refused.
+            let mut other = event.clone();
+            other.auth.application_token = Some(Secret::new("attacker-application-token"));
+            assert!(verifier.verify(&other, None).await.is_err());
+            h.assert_no_leaks().await;
+        })
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_spent_unknown_or_empty_refresh_token_is_refused_and_stores_nothing() {
         bounded(async {
             let h = Harness::start(false).await;

@@ -301,10 +301,16 @@ impl<S: ClientSecretSource, C: Cipher> Bitrix24<S, C> {
             access_expires_at: grant.expires_at,
             client_endpoint: grant.client_endpoint,
         };
-        self.vault
-            .store(member, &tokens, now())
-            .await
-            .map_err(|e| VerifyError::Unreachable(format!("storing the tokens: {e}")))?;
+        // The install is genuine (the OAuth server vouched for it), so it is applied (or
+        // parked) even when the vault cannot take the pair right now; only talking back to
+        // this portal then waits for its next install or update (the refresh token is spent).
+        if let Err(e) = self.vault.store(member, &tokens, now()).await {
+            tracing::error!(
+                member_id = %member,
+                error = %e,
+                "verified install: its tokens could not be stored; talking back to this portal needs its next install or update"
+            );
+        }
         Ok(endpoint)
     }
 }
@@ -320,12 +326,23 @@ pub fn ssm_client(env: &b24_state::AwsEnv, timeouts: b24_state::Timeouts) -> aws
 /// install is refused: its refresh token was spent by the first delivery.
 pub struct OAuthVerifier<S = SsmParameter, C = KmsCipher> {
     b24: std::sync::Arc<Bitrix24<S, C>>,
+    /// The last few verifications, by a hash of (member, application token, refresh token):
+    /// the pipeline re-authenticates an event once when the portal changed under it, and the
+    /// event's refresh token is spent by then. Hand-rolled: a handful of entries, no eviction
+    /// policy worth a crate.
+    recent: std::sync::Mutex<std::collections::VecDeque<(String, Verified)>>,
 }
+
+/// Verifications remembered for the re-authentication of the same event.
+const RECENT_VERIFICATIONS: usize = 8;
 
 impl<S, C> OAuthVerifier<S, C> {
     /// Verifies with `b24`.
     pub fn new(b24: std::sync::Arc<Bitrix24<S, C>>) -> Self {
-        OAuthVerifier { b24 }
+        OAuthVerifier {
+            b24,
+            recent: Default::default(),
+        }
     }
 }
 
@@ -342,10 +359,36 @@ impl<S: ClientSecretSource + 'static, C: Cipher + 'static> InstallVerifier for O
             .filter(|t| !t.is_empty())
             .ok_or(VerifyError::BadAnswer("the event carries no refresh_token"))?;
         let member = MemberId::new(&event.auth.member_id).map_err(|_| VerifyError::OtherPortal)?;
+        let key = b24_state::hash_token(&Secret::new(format!(
+            "{member}\n{}\n{}",
+            event
+                .auth
+                .application_token
+                .as_ref()
+                .map(|t| t.expose())
+                .unwrap_or(""),
+            refresh_token.expose()
+        )));
+        let remembered = self
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone());
+        if let Some(v) = remembered {
+            return Ok(v);
+        }
         let endpoint = self.b24.verify_install(&member, refresh_token).await?;
-        Ok(Verified {
+        let verified = Verified {
             client_endpoint: Some(endpoint),
-        })
+        };
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT_VERIFICATIONS {
+            recent.pop_front();
+        }
+        recent.push_back((key, verified.clone()));
+        Ok(verified)
     }
 
     fn verifies_first_installs(&self) -> bool {
